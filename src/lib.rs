@@ -1,0 +1,6 @@
+//! ctigate: an on-prem CTI gateway. PBX call-control protocols in, Login-ID keyed event streams out.
+//!
+//! The flow and the module map are in `docs/ARCHITECTURE.md`.
+#![warn(missing_docs)]
+
+pub mod codec;
