@@ -1,0 +1,223 @@
+//! Parties: the raw number as the PBX sent it, the dialable number inside it, E.164 when derivable,
+//! and a kind.
+
+use super::Text;
+use serde::Serialize;
+
+/// What kind of party a number designates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartyKind {
+    /// An internal extension (no longer than the PBX's extension length).
+    Extension,
+    /// A national number (national prefix, no country code).
+    National,
+    /// An international number (`+…` or international prefix).
+    International,
+    /// The PBX does not know the number.
+    Anonymous,
+    /// Presentation restricted by the caller.
+    Restricted,
+    /// A number that fits none of the rules (e.g. a local subscriber number).
+    Unknown,
+}
+
+/// A party of a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Party {
+    /// The identifier exactly as the PBX sent it (`N<+4930…>;displayNumber=…`, `sip:…`, digits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Text>,
+    /// The dialable number extracted from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<Text>,
+    /// E.164 form, when derivable from the number and the PBX's numbering plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e164: Option<String>,
+    /// Kind of party.
+    pub kind: PartyKind,
+}
+
+impl Party {
+    /// A party with no number.
+    pub fn without_number(kind: PartyKind) -> Party {
+        Party {
+            raw: None,
+            number: None,
+            e164: None,
+            kind,
+        }
+    }
+
+    /// Classifies `raw` with `plan`.
+    pub fn from_raw(raw: Text, plan: &NumberingPlan) -> Party {
+        let dialable = dialable(&raw);
+        let number: Text = if dialable.len() == raw.len() {
+            raw.clone()
+        } else {
+            Text::from(dialable.as_str())
+        };
+        let (kind, e164) = plan.classify(&number);
+        Party {
+            raw: Some(raw),
+            number: if number.is_empty() { None } else { Some(number) },
+            e164,
+            kind,
+        }
+    }
+
+    /// A short form for logs at info level: kind and the last two digits only.
+    pub fn redacted(&self) -> String {
+        match &self.number {
+            Some(n) if n.len() > 2 => format!("{:?}:…{}", self.kind, &n[n.len() - 2..]),
+            _ => format!("{:?}", self.kind),
+        }
+    }
+}
+
+/// Extracts the dialable number from a device identifier in any of the forms PBXs use:
+/// `N<+4930123>;displayNumber=…` (OpenScape), `sip:4711@host;user=phone`, `tel:+4930123;phone-context=…`,
+/// or plain digits with separators. Keeps `+`, digits, `*` and `#`.
+pub fn dialable(raw: &str) -> String {
+    let mut s = raw.trim();
+    if let Some(rest) = s.strip_prefix('N')
+        && let Some(inner) = rest.strip_prefix('<')
+        && let Some(end) = inner.find('>')
+    {
+        s = &inner[..end];
+    } else if let Some(rest) = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:")) {
+        s = rest.split(['@', ';']).next().unwrap_or("");
+    } else if let Some(rest) = s.strip_prefix("tel:") {
+        s = rest.split(';').next().unwrap_or("");
+    } else if let Some(i) = s.find(';') {
+        s = &s[..i];
+    }
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '0'..='9' | '*' | '#' => out.push(c),
+            '+' if i == 0 => out.push(c),
+            ' ' | '-' | '(' | ')' | '/' | '.' => {}
+            // Not a number at all (a name, an opaque device id): keep nothing.
+            _ => return String::new(),
+        }
+    }
+    out
+}
+
+/// How a PBX's numbers are to be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberingPlan {
+    /// Country calling code without `+`, e.g. `49`; needed to derive E.164 from national numbers.
+    pub country_code: Option<String>,
+    /// Digits dialled to reach an outside line, stripped before classification (e.g. `0`).
+    pub outside_prefix: Option<String>,
+    /// National trunk prefix, usually `0`.
+    pub national_prefix: String,
+    /// International prefix, usually `00`.
+    pub international_prefix: String,
+    /// Longest internal extension.
+    pub extension_max_len: usize,
+}
+
+impl Default for NumberingPlan {
+    fn default() -> Self {
+        NumberingPlan {
+            country_code: None,
+            outside_prefix: None,
+            national_prefix: "0".into(),
+            international_prefix: "00".into(),
+            extension_max_len: 6,
+        }
+    }
+}
+
+impl NumberingPlan {
+    /// Kind and E.164 form of a dialable number.
+    pub fn classify(&self, number: &str) -> (PartyKind, Option<String>) {
+        if number.is_empty() {
+            return (PartyKind::Unknown, None);
+        }
+        if let Some(rest) = number.strip_prefix('+') {
+            return (PartyKind::International, Some(format!("+{rest}")));
+        }
+        if number.len() <= self.extension_max_len {
+            return (PartyKind::Extension, None);
+        }
+        let mut n = number;
+        if let Some(p) = &self.outside_prefix
+            && let Some(rest) = n.strip_prefix(p.as_str())
+            && rest.len() > self.extension_max_len
+        {
+            n = rest;
+        }
+        if !self.international_prefix.is_empty()
+            && let Some(rest) = n.strip_prefix(self.international_prefix.as_str())
+        {
+            return (PartyKind::International, Some(format!("+{rest}")));
+        }
+        if !self.national_prefix.is_empty()
+            && let Some(rest) = n.strip_prefix(self.national_prefix.as_str())
+        {
+            let e164 = self.country_code.as_ref().map(|cc| format!("+{cc}{rest}"));
+            return (PartyKind::National, e164);
+        }
+        (PartyKind::Unknown, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialable_forms() {
+        assert_eq!(dialable("N<+15619231000>;displayNumber=9231000;noa=nk"), "+15619231000");
+        assert_eq!(dialable("N<302118840100>;noa=nk"), "302118840100");
+        assert_eq!(dialable("sip:455455@ser.intern.snom.de"), "455455");
+        assert_eq!(dialable("tel:+3222220220;phone-context=dialstring"), "+3222220220");
+        assert_eq!(dialable("+49 (30) 123-45/6"), "+4930123456");
+        assert_eq!(dialable("4711"), "4711");
+        assert_eq!(dialable("sip:alice@example.com"), "");
+        assert_eq!(dialable("Alice"), "");
+    }
+
+    #[test]
+    fn classification() {
+        let plan = NumberingPlan {
+            country_code: Some("49".into()),
+            outside_prefix: Some("0".into()),
+            ..NumberingPlan::default()
+        };
+        assert_eq!(plan.classify("4711"), (PartyKind::Extension, None));
+        assert_eq!(
+            plan.classify("+4930123"),
+            (PartyKind::International, Some("+4930123".into()))
+        );
+        // Outside prefix 0, then national 030…
+        assert_eq!(
+            plan.classify("0030123456"),
+            (PartyKind::National, Some("+4930123456".into()))
+        );
+        assert_eq!(
+            plan.classify("030123456"),
+            (PartyKind::Unknown, None),
+            "with an outside prefix of 0, 030… is outside + local 30…"
+        );
+        let plain = NumberingPlan::default();
+        assert_eq!(plain.classify("030123456"), (PartyKind::National, None));
+        assert_eq!(
+            plain.classify("0044207123"),
+            (PartyKind::International, Some("+44207123".into()))
+        );
+    }
+
+    #[test]
+    fn party_keeps_raw_and_redacts() {
+        let p = Party::from_raw(Text::from("N<+4930123456>;noa=nk"), &NumberingPlan::default());
+        assert_eq!(p.raw.as_deref(), Some("N<+4930123456>;noa=nk"));
+        assert_eq!(p.number.as_deref(), Some("+4930123456"));
+        assert_eq!(p.kind, PartyKind::International);
+        assert_eq!(p.redacted(), "International:…56");
+    }
+}
