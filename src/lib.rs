@@ -4,4 +4,5 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod config;
 pub mod model;

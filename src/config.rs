@@ -1,0 +1,801 @@
+//! Configuration: the TOML file, its types, and the validation pass.
+//!
+//! Parsing rejects unknown keys. [`Config::validate`] then checks what the types cannot (Login ID
+//! format and uniqueness, references between sections, addresses, files) and reports every problem,
+//! each naming its key.
+
+use crate::model::{LoginId, NumberingPlan};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Connector-facing API.
+    pub api: ApiConfig,
+    /// Ops listener (metrics, health).
+    #[serde(default)]
+    pub ops: OpsConfig,
+    /// Session hub.
+    #[serde(default)]
+    pub hub: HubConfig,
+    /// PBX links.
+    #[serde(default)]
+    pub pbx: Vec<PbxConfig>,
+    /// Login IDs and their default devices.
+    #[serde(default)]
+    pub login: Vec<LoginConfig>,
+    /// Connector credentials.
+    #[serde(default)]
+    pub connector: Vec<ConnectorConfig>,
+}
+
+/// `[api]`: the WebSocket-over-TLS listener connectors use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on, e.g. `0.0.0.0:8443`.
+    pub listen: String,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// When set, connectors must present a client certificate issued by this CA (PEM).
+    pub client_ca: Option<PathBuf>,
+    /// Messages a connection may have queued before it is disconnected as `slow_consumer`.
+    #[serde(default = "default_queue_messages")]
+    pub queue_messages: usize,
+    /// Bytes a connection may have queued before it is disconnected as `slow_consumer`.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
+    /// A single write to a connector taking longer than this disconnects it as `slow_consumer`.
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
+    /// Time a new connection has to complete TLS, the WebSocket upgrade and `hello`.
+    #[serde(default = "default_hello_timeout_ms")]
+    pub hello_timeout_ms: u64,
+    /// Time a call-control command may take before the connector gets a `timeout` result.
+    #[serde(default = "default_command_timeout_ms")]
+    pub command_timeout_ms: u64,
+    /// Concurrent connections over all connectors.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Failed authentications from one IP address per minute before further attempts are refused.
+    #[serde(default = "default_auth_failures_per_minute")]
+    pub auth_failures_per_minute: u32,
+}
+
+fn default_queue_messages() -> usize {
+    4096
+}
+fn default_queue_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_write_timeout_ms() -> u64 {
+    10_000
+}
+fn default_hello_timeout_ms() -> u64 {
+    10_000
+}
+fn default_command_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_auth_failures_per_minute() -> u32 {
+    10
+}
+
+/// `[ops]`: metrics and health endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Address of the plain-HTTP ops listener; keep it on a management network.
+    #[serde(default = "default_ops_listen")]
+    pub listen: String,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            listen: default_ops_listen(),
+        }
+    }
+}
+
+fn default_ops_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+/// `[hub]`: session multiplexer settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Events kept per Login ID for connectors that resume.
+    #[serde(default = "default_replay_ring")]
+    pub replay_ring: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            replay_ring: default_replay_ring(),
+        }
+    }
+}
+
+fn default_replay_ring() -> usize {
+    1024
+}
+
+/// PBX protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// ECMA-323 CSTA XML over TCP/TLS with the 8-byte header.
+    CstaXml,
+}
+
+impl Protocol {
+    /// Name for logs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::CstaXml => "csta-xml",
+        }
+    }
+}
+
+/// Who opens the TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkMode {
+    /// The gateway dials the PBX.
+    Dial,
+    /// The PBX (or relay) dials the gateway.
+    Accept,
+}
+
+/// How a CSTA XML session is opened and kept alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    /// OpenScape Voice style: the switch sends `SystemStatus`, we answer and send `SystemRegister`.
+    #[default]
+    Osv,
+    /// The gateway opens with `RequestSystemStatus`, then monitors.
+    RequestSystemStatus,
+}
+
+/// `[[pbx]]`: one PBX link.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PbxConfig {
+    /// Unique name, used in logs, metrics and `[[login]].pbx`.
+    pub name: String,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Dial the PBX or accept its connection.
+    pub mode: LinkMode,
+    /// `host:port` to dial, or the address to listen on in accept mode.
+    pub address: String,
+    /// Session dialect.
+    #[serde(default)]
+    pub dialect: Dialect,
+    /// ECMA-323 namespace for what we send: `ed2`…`ed6`, `none`, or a full URI.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// TLS on this link. `false` runs plain TCP and logs a warning at start.
+    #[serde(default = "default_true")]
+    pub tls: bool,
+    /// Dial: CA certificates (PEM) that sign the PBX's certificate. Required when dialing with TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Dial: name to verify in the PBX's certificate; defaults to the host of `address`.
+    pub tls_server_name: Option<String>,
+    /// Dial: optional client certificate; accept: the server certificate (required).
+    pub tls_cert: Option<PathBuf>,
+    /// Key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Accept: require the PBX to present a certificate signed by this CA.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Devices to monitor besides those of `[[login]]` entries on this PBX.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Largest frame accepted, in bytes (header included, at most 65535).
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    /// MonitorStart requests per second at start and after every reconnect.
+    #[serde(default = "default_monitor_rate")]
+    pub monitor_rate: u32,
+    /// Send a keep-alive after this much silence; two unanswered ones drop the link.
+    #[serde(default = "default_keepalive_secs")]
+    pub keepalive_secs: u64,
+    /// Time the PBX has to answer a request.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Time to wait for the session to be established after connecting.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// First reconnect delay; doubles up to `reconnect_max_ms`, with jitter.
+    #[serde(default = "default_reconnect_min_ms")]
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// Numbering plan used to classify numbers and derive E.164.
+    #[serde(default)]
+    pub numbering: NumberingConfig,
+}
+
+fn default_namespace() -> String {
+    "ed4".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_frame_bytes() -> usize {
+    65_535
+}
+fn default_monitor_rate() -> u32 {
+    20
+}
+fn default_keepalive_secs() -> u64 {
+    30
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+fn default_handshake_timeout_ms() -> u64 {
+    15_000
+}
+fn default_reconnect_min_ms() -> u64 {
+    500
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+
+/// `[pbx.numbering]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NumberingConfig {
+    /// Country calling code without `+`, e.g. `"49"`.
+    pub country_code: Option<String>,
+    /// Outside-line prefix the PBX puts in front of external numbers, e.g. `"0"`.
+    pub outside_prefix: Option<String>,
+    /// National trunk prefix (default `"0"`).
+    pub national_prefix: Option<String>,
+    /// International prefix (default `"00"`).
+    pub international_prefix: Option<String>,
+    /// Longest internal extension (default 6).
+    pub extension_max_len: Option<usize>,
+}
+
+impl NumberingConfig {
+    /// The plan with defaults applied.
+    pub fn plan(&self) -> NumberingPlan {
+        let d = NumberingPlan::default();
+        NumberingPlan {
+            country_code: self.country_code.clone(),
+            outside_prefix: self.outside_prefix.clone(),
+            national_prefix: self.national_prefix.clone().unwrap_or(d.national_prefix),
+            international_prefix: self
+                .international_prefix
+                .clone()
+                .unwrap_or(d.international_prefix),
+            extension_max_len: self.extension_max_len.unwrap_or(d.extension_max_len),
+        }
+    }
+}
+
+/// `[[login]]`: a Login ID and its default device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// The Login ID (ASCII letters and digits).
+    pub login_id: String,
+    /// Name of the `[[pbx]]` the device is on.
+    pub pbx: String,
+    /// The device (extension) as the PBX names it.
+    pub device: String,
+    /// Optional CRM user name (e.g. an e-mail) connectors may use instead of the Login ID.
+    pub user_name: Option<String>,
+}
+
+/// `[[connector]]`: a connector credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Name, used in logs and metrics.
+    pub name: String,
+    /// SHA-256 of the bearer token, hex (`ctigate token new` prints both).
+    pub token_sha256: String,
+    /// Login IDs this credential may serve; `["*"]` for all.
+    pub login_ids: Vec<String>,
+    /// Concurrent connections allowed with this credential.
+    #[serde(default = "default_connector_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_connector_max_connections() -> usize {
+    8
+}
+
+/// One problem found in a configuration: the key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `login[2].login_id`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Loading a configuration failed.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and key.
+        message: String,
+    },
+    /// The validation pass found problems.
+    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Relative paths in it are resolved against
+    /// the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_paths(dir);
+        }
+        let problems = cfg.validate();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Parses TOML text (no validation).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        fix(&mut self.api.cert);
+        fix(&mut self.api.key);
+        if let Some(p) = &mut self.api.client_ca {
+            fix(p);
+        }
+        for pbx in &mut self.pbx {
+            for p in [
+                &mut pbx.tls_ca,
+                &mut pbx.tls_cert,
+                &mut pbx.tls_key,
+                &mut pbx.tls_client_ca,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                fix(p);
+            }
+        }
+    }
+
+    /// Checks everything the types do not; returns every problem (empty when valid).
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut v = Validator::default();
+        v.addr("api.listen", &self.api.listen);
+        v.addr("ops.listen", &self.ops.listen);
+        v.file("api.cert", Some(&self.api.cert));
+        v.file("api.key", Some(&self.api.key));
+        v.file("api.client_ca", self.api.client_ca.as_ref());
+        v.positive("api.queue_messages", self.api.queue_messages);
+        if self.api.queue_bytes < 4096 {
+            v.push("api.queue_bytes", "must be at least 4096");
+        }
+        v.positive("api.max_connections", self.api.max_connections);
+        v.positive("hub.replay_ring", self.hub.replay_ring);
+
+        let mut pbx_names = HashSet::new();
+        for (i, p) in self.pbx.iter().enumerate() {
+            let k = |f: &str| format!("pbx[{i}].{f}");
+            if !valid_name(&p.name) {
+                v.push(
+                    k("name"),
+                    format!(
+                        "{:?} must be 1-64 ASCII letters, digits, '-' or '_'",
+                        p.name
+                    ),
+                );
+            } else if !pbx_names.insert(p.name.as_str()) {
+                v.push(k("name"), format!("{:?} is used by another [[pbx]]", p.name));
+            }
+            match p.mode {
+                LinkMode::Dial => {
+                    if split_host_port(&p.address).is_none() {
+                        v.push(
+                            k("address"),
+                            format!("{:?} is not host:port", p.address),
+                        );
+                    }
+                }
+                LinkMode::Accept => v.addr(&k("address"), &p.address),
+            }
+            if let Err(e) = namespace_uri(&p.namespace) {
+                v.push(k("namespace"), e);
+            }
+            if p.tls {
+                match p.mode {
+                    LinkMode::Dial => {
+                        if p.tls_ca.is_none() {
+                            v.push(k("tls_ca"), "required to verify the PBX when dialing with TLS (or set tls = false)");
+                        }
+                        if p.tls_client_ca.is_some() {
+                            v.push(k("tls_client_ca"), "only applies to mode = \"accept\"");
+                        }
+                    }
+                    LinkMode::Accept => {
+                        if p.tls_cert.is_none() || p.tls_key.is_none() {
+                            v.push(k("tls_cert"), "tls_cert and tls_key are required to accept TLS connections (or set tls = false)");
+                        }
+                        if p.tls_ca.is_some() || p.tls_server_name.is_some() {
+                            v.push(k("tls_ca"), "tls_ca and tls_server_name only apply to mode = \"dial\"; use tls_client_ca to verify the PBX");
+                        }
+                    }
+                }
+                if p.tls_cert.is_some() != p.tls_key.is_some() {
+                    v.push(k("tls_key"), "tls_cert and tls_key go together");
+                }
+                v.file(&k("tls_ca"), p.tls_ca.as_ref());
+                v.file(&k("tls_cert"), p.tls_cert.as_ref());
+                v.file(&k("tls_key"), p.tls_key.as_ref());
+                v.file(&k("tls_client_ca"), p.tls_client_ca.as_ref());
+            } else if p.tls_ca.is_some() || p.tls_cert.is_some() || p.tls_client_ca.is_some() {
+                v.push(k("tls"), "is false but TLS files are configured; remove them or set tls = true");
+            }
+            if !(64..=65_535).contains(&p.max_frame_bytes) {
+                v.push(k("max_frame_bytes"), "must be between 64 and 65535");
+            }
+            v.positive(&k("monitor_rate"), p.monitor_rate as usize);
+            v.positive(&k("keepalive_secs"), p.keepalive_secs as usize);
+            v.positive(&k("request_timeout_ms"), p.request_timeout_ms as usize);
+            if p.reconnect_min_ms == 0 || p.reconnect_min_ms > p.reconnect_max_ms {
+                v.push(
+                    k("reconnect_min_ms"),
+                    "must be positive and not above reconnect_max_ms",
+                );
+            }
+            let mut seen = HashSet::new();
+            for (j, d) in p.devices.iter().enumerate() {
+                if d.trim().is_empty() {
+                    v.push(k(&format!("devices[{j}]")), "must not be empty");
+                } else if !seen.insert(d) {
+                    v.push(k(&format!("devices[{j}]")), format!("{d:?} is listed twice"));
+                }
+            }
+        }
+
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut devices: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut user_names: HashMap<String, usize> = HashMap::new();
+        for (i, l) in self.login.iter().enumerate() {
+            let k = |f: &str| format!("login[{i}].{f}");
+            match LoginId::parse(&l.login_id) {
+                Err(e) => v.push(k("login_id"), format!("{:?}: {e}", l.login_id)),
+                Ok(_) => {
+                    // Case-insensitive: IDs that differ only by case are too easy to confuse.
+                    if let Some(j) = ids.insert(l.login_id.to_ascii_lowercase(), i) {
+                        v.push(
+                            k("login_id"),
+                            format!("{:?} is already used by login[{j}] (Login IDs are unique, case-insensitively)", l.login_id),
+                        );
+                    }
+                }
+            }
+            if !pbx_names.contains(l.pbx.as_str()) {
+                v.push(k("pbx"), format!("no [[pbx]] is named {:?}", l.pbx));
+            }
+            if l.device.trim().is_empty() {
+                v.push(k("device"), "must not be empty");
+            } else if let Some(j) = devices.insert((l.pbx.as_str(), l.device.as_str()), i) {
+                v.push(
+                    k("device"),
+                    format!("device {:?} on {:?} is already leased to login[{j}]; a device belongs to one Login ID at a time", l.device, l.pbx),
+                );
+            }
+            if let Some(u) = &l.user_name {
+                if u.trim().is_empty() {
+                    v.push(k("user_name"), "must not be empty when set");
+                } else if let Some(j) = user_names.insert(u.to_ascii_lowercase(), i) {
+                    v.push(k("user_name"), format!("{u:?} is already used by login[{j}]"));
+                }
+            }
+        }
+        for (i, l) in self.login.iter().enumerate() {
+            if let Some(u) = &l.user_name
+                && let Some(&j) = ids.get(&u.to_ascii_lowercase())
+            {
+                v.push(
+                    format!("login[{i}].user_name"),
+                    format!("{u:?} is the Login ID of login[{j}]"),
+                );
+            }
+        }
+
+        let mut names = HashSet::new();
+        let mut tokens = HashSet::new();
+        for (i, c) in self.connector.iter().enumerate() {
+            let k = |f: &str| format!("connector[{i}].{f}");
+            if !valid_name(&c.name) {
+                v.push(k("name"), format!("{:?} must be 1-64 ASCII letters, digits, '-' or '_'", c.name));
+            } else if !names.insert(c.name.as_str()) {
+                v.push(k("name"), format!("{:?} is used by another [[connector]]", c.name));
+            }
+            let t = c.token_sha256.to_ascii_lowercase();
+            if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                v.push(
+                    k("token_sha256"),
+                    "must be the 64 hex digits of a SHA-256 (`ctigate token new` prints one)",
+                );
+            } else if !tokens.insert(t) {
+                v.push(k("token_sha256"), "is the same token as another [[connector]]; give each its own");
+            }
+            if c.login_ids.is_empty() {
+                v.push(k("login_ids"), "must list the Login IDs it may serve, or [\"*\"]");
+            }
+            for (j, id) in c.login_ids.iter().enumerate() {
+                if id == "*" {
+                    continue;
+                }
+                if !ids.contains_key(&id.to_ascii_lowercase()) {
+                    v.push(
+                        k(&format!("login_ids[{j}]")),
+                        format!("{id:?} is not a configured [[login]].login_id"),
+                    );
+                }
+            }
+            v.positive(&k("max_connections"), c.max_connections);
+        }
+        v.problems
+    }
+
+    /// Devices to monitor on `pbx`: its own `devices` plus every login's device there, in order,
+    /// without duplicates.
+    pub fn devices_of(&self, pbx: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if let Some(p) = self.pbx.iter().find(|p| p.name == pbx) {
+            out.extend(p.devices.iter().cloned());
+        }
+        for l in self.login.iter().filter(|l| l.pbx == pbx) {
+            if !out.contains(&l.device) {
+                out.push(l.device.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The namespace URI for a `namespace` setting (`ed2`…`ed6`, `none`, or a URI).
+pub fn namespace_uri(s: &str) -> Result<String, String> {
+    use crate::codec::xml::encode::ns;
+    Ok(match s {
+        "ed2" => ns::ED2.into(),
+        "ed3" => ns::ED3.into(),
+        "ed4" => ns::ED4.into(),
+        "ed5" => ns::ED5.into(),
+        "ed6" => ns::ED6.into(),
+        "none" => String::new(),
+        u if u.starts_with("http://") || u.starts_with("https://") || u.starts_with("urn:") => {
+            u.into()
+        }
+        other => {
+            return Err(format!(
+                "{other:?} is not ed2, ed3, ed4, ed5, ed6, none or a namespace URI"
+            ));
+        }
+    })
+}
+
+/// Splits `host:port` (IPv6 as `[::1]:port`).
+pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        None
+    } else {
+        Some((host, port))
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn addr(&mut self, key: &str, s: &str) {
+        if s.parse::<SocketAddr>().is_err() {
+            self.push(key, format!("{s:?} is not an IP:port socket address"));
+        }
+    }
+
+    fn file(&mut self, key: &str, p: Option<&PathBuf>) {
+        if let Some(p) = p
+            && !p.is_file()
+        {
+            self.push(key, format!("{} does not exist or is not a file", p.display()));
+        }
+    }
+
+    fn positive(&mut self, key: &str, n: usize) {
+        if n == 0 {
+            self.push(key, "must be greater than 0");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+    fn base() -> String {
+        format!(
+            r#"
+[api]
+listen = "127.0.0.1:8443"
+cert = "/dev/null"
+key = "/dev/null"
+
+[[pbx]]
+name = "osv1"
+protocol = "csta-xml"
+mode = "dial"
+address = "pbx.example:1040"
+tls = false
+devices = ["100"]
+
+[[login]]
+login_id = "ALICE0001"
+pbx = "osv1"
+device = "4711"
+user_name = "alice@example.com"
+
+[[connector]]
+name = "crm"
+token_sha256 = "{SHA}"
+login_ids = ["ALICE0001"]
+"#
+        )
+    }
+
+    #[test]
+    fn a_good_config_has_no_problems() {
+        let cfg = Config::parse(&base()).unwrap();
+        // /dev/null is not a regular file; that is the only complaint.
+        let p = cfg.validate();
+        assert!(p.iter().all(|p| p.key.starts_with("api.")), "{p:?}");
+        assert_eq!(cfg.devices_of("osv1"), vec!["100", "4711"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = Config::parse(&(base() + "\n[ops]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n")).unwrap_err();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn problems_name_their_keys() {
+        let text = base()
+            .replace("ALICE0001\"\npbx", "alice-1\"\npbx")
+            .replace("pbx = \"osv1\"\ndevice", "pbx = \"nope\"\ndevice")
+            + &format!(
+                r#"
+[[login]]
+login_id = "BOB"
+pbx = "osv1"
+device = "100"
+
+[[login]]
+login_id = "bob"
+pbx = "osv1"
+device = "100"
+
+[[connector]]
+name = "crm"
+token_sha256 = "xyz"
+login_ids = ["GHOST"]
+"#
+            );
+        let cfg = Config::parse(&text).unwrap();
+        let keys: Vec<String> = cfg.validate().into_iter().map(|p| p.to_string()).collect();
+        let has = |k: &str| keys.iter().any(|p| p.starts_with(k));
+        assert!(has("login[0].login_id: \"alice-1\""), "{keys:#?}");
+        assert!(has("login[0].pbx: no [[pbx]] is named \"nope\""), "{keys:#?}");
+        assert!(has("login[2].login_id: \"bob\" is already used by login[1]"), "{keys:#?}");
+        assert!(has("login[2].device"), "{keys:#?}");
+        assert!(has("connector[1].name"), "{keys:#?}");
+        assert!(has("connector[1].token_sha256"), "{keys:#?}");
+        assert!(has("connector[1].login_ids[0]: \"GHOST\""), "{keys:#?}");
+    }
+
+    #[test]
+    fn tls_rules() {
+        let cfg = Config::parse(&base().replace("tls = false", "tls = true")).unwrap();
+        let keys: Vec<String> = cfg.validate().into_iter().map(|p| p.key).collect();
+        assert!(keys.contains(&"pbx[0].tls_ca".to_string()), "{keys:?}");
+    }
+
+    #[test]
+    fn host_port() {
+        assert_eq!(split_host_port("pbx:1040"), Some(("pbx", 1040)));
+        assert_eq!(split_host_port("[::1]:80"), Some(("::1", 80)));
+        assert_eq!(split_host_port("pbx"), None);
+        assert_eq!(split_host_port(":80"), None);
+    }
+}
