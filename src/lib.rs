@@ -5,4 +5,6 @@
 
 pub mod codec;
 pub mod config;
+pub mod hub;
 pub mod model;
+pub mod tls;
