@@ -6,5 +6,6 @@
 pub mod codec;
 pub mod config;
 pub mod hub;
+pub mod link;
 pub mod model;
 pub mod tls;

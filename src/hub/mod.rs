@@ -294,6 +294,34 @@ impl Hub {
         }
     }
 
+    /// Reconciles a device's calls with what the PBX reports after (re)monitoring: a call the hub
+    /// thinks is up but the PBX does not know ended while the link was down, so a `call_lost` event
+    /// closes it for the connectors.
+    pub fn resync(&self, pbx: &Arc<str>, device: &Text, up: &[Text]) {
+        let key = DeviceKey {
+            pbx: pbx.clone(),
+            device: device.clone(),
+        };
+        let Some(login) = self.0.registry.login_at(&key).cloned() else {
+            return;
+        };
+        let lost: Vec<Text> = match self.session(&login) {
+            Some(s) => s.calls.call_ids().filter(|c| !up.contains(c)).cloned().collect(),
+            None => return,
+        };
+        for call in lost {
+            let mut ev = Event::new(
+                crate::model::EventKind::CallLost,
+                Text::from_static("CallLost"),
+                pbx.clone(),
+                device.clone(),
+            );
+            ev.call_id = Some(call);
+            ev.cause = Some(Text::from_static("resync"));
+            self.publish(ev);
+        }
+    }
+
     /// Current status of a Login ID.
     pub fn status(&self, login: &LoginId) -> Option<(StatusLevel, String)> {
         self.session(login).map(|s| s.status.clone())

@@ -6,8 +6,15 @@ use std::fmt;
 
 /// Immutable UTF-8 text backed by [`Bytes`]: cloning is a reference-count bump, and text decoded
 /// from a frame points into the frame instead of being copied.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Text(Bytes);
+
+// Hash exactly as `str` does, so `Borrow<str>` lookups in hash maps find the entry.
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
 
 impl Text {
     /// Text from a static string, without allocating.
@@ -132,5 +139,12 @@ mod tests {
         assert_eq!(t, "elsewhere");
         let t = Text::from_frame(&frame, &Cow::Owned("owned".into()));
         assert_eq!(t.as_str(), "owned");
+    }
+
+    #[test]
+    fn str_lookups_in_hash_maps() {
+        let mut m = std::collections::HashMap::new();
+        m.insert(Text::from("X100"), 1);
+        assert_eq!(m.get("X100"), Some(&1));
     }
 }

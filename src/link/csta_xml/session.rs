@@ -1,0 +1,810 @@
+//! The sans-IO core of one CSTA XML connection: session opening per dialect, keep-alive, paced
+//! MonitorStart, cross-reference routing, resync snapshots, request/response correlation and command
+//! encoding. It is driven with frames, commands and clock ticks, and answers with [`Output`]s; it
+//! owns no socket and reads no clock, so tests drive it deterministically.
+
+use super::normalize;
+use crate::codec::framing::{EVENT_INVOKE_ID, Frame, InvokeId, encode_frame};
+use crate::codec::xml::encode::{ConnRef, Request, encode};
+use crate::codec::xml::{self, Message, Response};
+use crate::config::Dialect;
+use crate::hub::{Command, CommandError, CommandOk, CommandResult, LinkRequest};
+use crate::model::{DeviceStatus, Event, NumberingPlan, Text, party::dialable};
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+/// Settings of a CSTA XML session (from the `[[pbx]]` config).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Link name.
+    pub pbx: Arc<str>,
+    /// How the session opens.
+    pub dialect: Dialect,
+    /// Namespace URI for what we send (empty for none).
+    pub namespace: String,
+    /// Devices to monitor.
+    pub devices: Vec<Text>,
+    /// Numbering plan for parties.
+    pub plan: NumberingPlan,
+    /// MonitorStart requests per second.
+    pub monitor_rate: u32,
+    /// Silence before a keep-alive is sent.
+    pub keepalive: Duration,
+    /// Time the PBX has to answer a request.
+    pub request_timeout: Duration,
+    /// Time to establish the session after connecting.
+    pub handshake_timeout: Duration,
+    /// Delay before a failed MonitorStart is retried.
+    pub monitor_retry: Duration,
+}
+
+/// What the session asks its runner to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Write this frame.
+    Send(Bytes),
+    /// Publish this event.
+    Event(Event),
+    /// A device's monitoring changed.
+    Device(Text, DeviceStatus),
+    /// The calls the PBX reports at a device after (re)monitoring, to reconcile.
+    Snapshot {
+        /// The device.
+        device: Text,
+        /// Call ids up at the device.
+        call_ids: Vec<Text>,
+    },
+    /// The session is established.
+    Ready,
+    /// Deliver a command outcome.
+    Reply(oneshot::Sender<CommandResult>, CommandResult),
+    /// Drop the connection (and reconnect): the reason.
+    Close(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// OSV: waiting for the switch's SystemStatus.
+    AwaitSystemStatus,
+    /// We sent RequestSystemStatus to open the session.
+    AwaitStatusResponse,
+    /// SystemRegister sent.
+    Registering,
+    /// Session up: monitoring and events.
+    Ready,
+}
+
+enum Pending {
+    SystemRegister,
+    OpenStatus,
+    KeepAlive,
+    MonitorStart(usize),
+    MonitorStop,
+    Snapshot(usize),
+    Command {
+        name: &'static str,
+        reply: oneshot::Sender<CommandResult>,
+    },
+}
+
+struct PendingEntry {
+    what: Pending,
+    deadline: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MonState {
+    Queued,
+    Requested,
+    Monitored(Text),
+    Failed { retry_at: Instant },
+}
+
+struct Dev {
+    name: Text,
+    state: MonState,
+    /// The connection device id the PBX uses for this device in each call (for call control).
+    conn_ids: HashMap<Text, Text>,
+}
+
+/// One CSTA XML connection's protocol state.
+pub struct Session {
+    cfg: Arc<SessionConfig>,
+    phase: Phase,
+    connected_at: Instant,
+    next_invoke: u16,
+    pending: HashMap<u16, PendingEntry>,
+    devices: Vec<Dev>,
+    by_cross_ref: HashMap<Text, usize>,
+    monitor_queue: VecDeque<usize>,
+    tokens: f64,
+    last_refill: Instant,
+    last_rx: Instant,
+    keepalive_misses: u32,
+    out: Vec<Output>,
+    scratch: BytesMut,
+}
+
+impl Session {
+    /// A session for a connection established at `now`.
+    pub fn new(cfg: Arc<SessionConfig>, now: Instant) -> Session {
+        let devices = cfg
+            .devices
+            .iter()
+            .map(|d| Dev {
+                name: d.clone(),
+                state: MonState::Queued,
+                conn_ids: HashMap::new(),
+            })
+            .collect();
+        let phase = match cfg.dialect {
+            Dialect::Osv => Phase::AwaitSystemStatus,
+            Dialect::RequestSystemStatus => Phase::AwaitStatusResponse,
+        };
+        let mut s = Session {
+            phase,
+            connected_at: now,
+            next_invoke: 1,
+            pending: HashMap::new(),
+            devices,
+            by_cross_ref: HashMap::new(),
+            monitor_queue: VecDeque::new(),
+            tokens: f64::from(cfg.monitor_rate.max(1)),
+            last_refill: now,
+            last_rx: now,
+            keepalive_misses: 0,
+            out: Vec::new(),
+            scratch: BytesMut::with_capacity(1024),
+            cfg,
+        };
+        if s.phase == Phase::AwaitStatusResponse {
+            s.request(Request::RequestSystemStatus, Pending::OpenStatus, now);
+        }
+        s
+    }
+
+    /// Takes the outputs produced so far.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.out.drain(..)
+    }
+
+    /// True once the session is established.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Devices monitored now.
+    pub fn monitored(&self) -> usize {
+        self.devices
+            .iter()
+            .filter(|d| matches!(d.state, MonState::Monitored(_)))
+            .count()
+    }
+
+    fn alloc_invoke(&mut self) -> InvokeId {
+        // 0001..=9998, wrapping; skip ids still awaiting an answer.
+        for _ in 0..9998 {
+            let id = self.next_invoke;
+            self.next_invoke = if id >= 9998 { 1 } else { id + 1 };
+            if !self.pending.contains_key(&id) {
+                return InvokeId(id);
+            }
+        }
+        // Every id is outstanding: impossible with the timeouts in place, but do not loop forever.
+        InvokeId(self.next_invoke)
+    }
+
+    fn write(&mut self, invoke: InvokeId, req: &Request<'_>) {
+        self.scratch.clear();
+        encode(req, &self.cfg.namespace, &mut self.scratch);
+        let mut frame = BytesMut::with_capacity(self.scratch.len() + 8);
+        match encode_frame(invoke, &self.scratch, &mut frame) {
+            Ok(()) => {
+                metrics::counter!("ctigate_link_frames_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "direction" => "tx").increment(1);
+                self.out.push(Output::Send(frame.freeze()));
+            }
+            Err(e) => warn!(link = %self.cfg.pbx, request = req.name(), error = %e, "request not sent"),
+        }
+    }
+
+    fn request(&mut self, req: Request<'_>, what: Pending, now: Instant) -> InvokeId {
+        let id = self.alloc_invoke();
+        self.write(id, &req);
+        self.pending.insert(
+            id.0,
+            PendingEntry {
+                what,
+                deadline: now + self.cfg.request_timeout,
+            },
+        );
+        id
+    }
+
+    /// Handles one received frame.
+    pub fn on_frame(&mut self, frame: &Frame, now: Instant, ts_ms: u64) {
+        self.last_rx = now;
+        self.keepalive_misses = 0;
+        let doc = match xml::decode(&frame.body) {
+            Ok(d) => d,
+            Err(e) => {
+                metrics::counter!("ctigate_link_decode_errors_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
+                warn!(link = %self.cfg.pbx, invoke_id = %frame.invoke_id, bytes = frame.body.len(), error = %e, "undecodable CSTA XML document skipped");
+                return;
+            }
+        };
+        match doc.message {
+            Message::Event(ref e) => self.on_event(frame, &doc.name, e, now, ts_ms),
+            Message::SystemStatus { status } => {
+                debug!(link = %self.cfg.pbx, status = status.as_deref().unwrap_or(""), "switch SystemStatus");
+                self.write(frame.invoke_id, &Request::SystemStatusResponse);
+                if self.phase == Phase::AwaitSystemStatus {
+                    self.phase = Phase::Registering;
+                    self.request(Request::SystemRegister, Pending::SystemRegister, now);
+                }
+            }
+            Message::Request => {
+                if doc.name == "RequestSystemStatus" {
+                    self.write(
+                        frame.invoke_id,
+                        &Request::RequestSystemStatusResponse { status: "normal" },
+                    );
+                } else {
+                    debug!(link = %self.cfg.pbx, request = %doc.name, "switch request not served");
+                }
+            }
+            Message::Response(r) => self.on_response(frame.invoke_id, Ok(r), now),
+            Message::Error(e) => self.on_response(
+                frame.invoke_id,
+                Err((e.category.into_owned(), e.value.into_owned())),
+                now,
+            ),
+            Message::Unknown => {
+                metrics::counter!("ctigate_link_unknown_messages_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").increment(1);
+                debug!(link = %self.cfg.pbx, root = %doc.name, "unknown CSTA XML message ignored");
+            }
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        frame: &Frame,
+        name: &xml::Str<'_>,
+        e: &xml::Event<'_>,
+        now: Instant,
+        ts_ms: u64,
+    ) {
+        if frame.invoke_id != EVENT_INVOKE_ID {
+            debug!(link = %self.cfg.pbx, invoke_id = %frame.invoke_id, "event with a non-event invoke id");
+        }
+        let idx = e
+            .cross_ref
+            .as_deref()
+            .and_then(|x| self.by_cross_ref.get(x).copied());
+        let Some(idx) = idx else {
+            metrics::counter!("ctigate_link_unrouted_events_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").increment(1);
+            debug!(link = %self.cfg.pbx, event = %name, "event for an unknown monitorCrossRefID");
+            return;
+        };
+        let dev = &mut self.devices[idx];
+        let ev = normalize::event(
+            &frame.body,
+            name,
+            e,
+            &self.cfg.pbx,
+            &dev.name,
+            &self.cfg.plan,
+            now,
+            ts_ms,
+        );
+        if ev.kind == crate::model::EventKind::Unknown {
+            metrics::counter!("ctigate_link_unknown_events_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").increment(1);
+        }
+        metrics::counter!("ctigate_link_events_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "event" => ev.kind.as_str()).increment(1);
+        // Remember which connection id the PBX uses for our device in this call.
+        if let (Some(call), Some(conn_dev)) = (&ev.call_id, &ev.connection_device)
+            && (conn_dev == &dev.name || dialable(conn_dev) == dialable(&dev.name))
+        {
+            if ev.state == Some(crate::model::ConnState::Null) {
+                dev.conn_ids.remove(call);
+            } else if dev.conn_ids.len() < 64 {
+                dev.conn_ids.insert(call.clone(), conn_dev.clone());
+            }
+        }
+        if matches!(
+            ev.kind,
+            crate::model::EventKind::CallCleared
+        ) && let Some(call) = &ev.call_id
+        {
+            dev.conn_ids.remove(call);
+        }
+        self.out.push(Output::Event(ev));
+    }
+
+    fn on_response(
+        &mut self,
+        invoke: InvokeId,
+        r: Result<Response<'_>, (String, String)>,
+        now: Instant,
+    ) {
+        let Some(entry) = self.pending.remove(&invoke.0) else {
+            metrics::counter!("ctigate_link_unmatched_responses_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").increment(1);
+            debug!(link = %self.cfg.pbx, invoke_id = %invoke, "response to no pending request");
+            return;
+        };
+        match (entry.what, r) {
+            (Pending::SystemRegister, r) => {
+                if let Err((c, v)) = r {
+                    // Not every switch supports SystemRegister; the session works without it.
+                    info!(link = %self.cfg.pbx, error = %format!("{c}/{v}"), "SystemRegister refused; continuing");
+                }
+                self.become_ready(now);
+            }
+            (Pending::OpenStatus, Ok(_)) => self.become_ready(now),
+            (Pending::OpenStatus, Err((c, v))) => {
+                self.out
+                    .push(Output::Close(format!("RequestSystemStatus refused: {c}/{v}")));
+            }
+            (Pending::KeepAlive, _) => {}
+            (Pending::MonitorStart(i), Ok(Response::MonitorStart { cross_ref: Some(x) })) => {
+                let x = Text::from(x.as_ref());
+                let dev = &mut self.devices[i];
+                dev.state = MonState::Monitored(x.clone());
+                let name = dev.name.clone();
+                self.by_cross_ref.insert(x, i);
+                metrics::gauge!("ctigate_link_monitored_devices", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").set(self.monitored() as f64);
+                self.out
+                    .push(Output::Device(name.clone(), DeviceStatus::Monitored));
+                // Resync: ask what calls are up, so calls that ended while we were away are closed.
+                self.request(
+                    Request::SnapshotDevice { device: &name },
+                    Pending::Snapshot(i),
+                    now,
+                );
+                self.pump_monitors(now);
+            }
+            (Pending::MonitorStart(i), r) => {
+                let reason = match r {
+                    Err((c, v)) => format!("monitor_failed: {c}/{v}"),
+                    Ok(_) => "monitor_failed: no monitorCrossRefID".to_string(),
+                };
+                self.monitor_failed(i, reason, now);
+            }
+            (Pending::MonitorStop, _) => {}
+            (Pending::Snapshot(i), Ok(Response::SnapshotDevice { calls })) => {
+                let call_ids = calls
+                    .iter()
+                    .filter_map(|c| c.connection.call_id.as_deref())
+                    .map(Text::from)
+                    .collect();
+                self.out.push(Output::Snapshot {
+                    device: self.devices[i].name.clone(),
+                    call_ids,
+                });
+            }
+            (Pending::Snapshot(i), r) => {
+                debug!(link = %self.cfg.pbx, device = %self.devices[i].name, ok = r.is_ok(), "no usable SnapshotDevice answer; no resync");
+            }
+            (Pending::Command { name, reply }, r) => {
+                let result = match r {
+                    Ok(Response::MakeCall { call }) => Ok(CommandOk {
+                        call_id: call.call_id.as_deref().map(Text::from),
+                    }),
+                    Ok(_) => Ok(CommandOk::default()),
+                    Err((category, value)) => Err(CommandError::Rejected { category, value }),
+                };
+                metrics::counter!("ctigate_link_commands_total", "link" => self.cfg.pbx.to_string(), "command" => name, "outcome" => if result.is_ok() { "ok" } else { "rejected" }).increment(1);
+                self.out.push(Output::Reply(reply, result));
+            }
+        }
+    }
+
+    fn monitor_failed(&mut self, i: usize, reason: String, now: Instant) {
+        let dev = &mut self.devices[i];
+        warn!(link = %self.cfg.pbx, device = %dev.name, %reason, retry_in_s = self.cfg.monitor_retry.as_secs(), "MonitorStart failed");
+        dev.state = MonState::Failed {
+            retry_at: now + self.cfg.monitor_retry,
+        };
+        self.out.push(Output::Device(
+            dev.name.clone(),
+            DeviceStatus::NotMonitored(reason),
+        ));
+        metrics::counter!("ctigate_link_monitor_failures_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").increment(1);
+        self.pump_monitors(now);
+    }
+
+    fn become_ready(&mut self, now: Instant) {
+        if self.phase == Phase::Ready {
+            return;
+        }
+        self.phase = Phase::Ready;
+        info!(link = %self.cfg.pbx, devices = self.devices.len(), "CSTA XML session established");
+        self.out.push(Output::Ready);
+        self.monitor_queue = (0..self.devices.len()).collect();
+        self.pump_monitors(now);
+    }
+
+    /// Sends as many queued MonitorStarts as the token bucket and the in-flight cap allow.
+    fn pump_monitors(&mut self, now: Instant) {
+        if self.phase != Phase::Ready {
+            return;
+        }
+        let rate = f64::from(self.cfg.monitor_rate.max(1));
+        let elapsed = now.saturating_duration_since(self.last_refill).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.last_refill = now;
+        let in_flight = self
+            .devices
+            .iter()
+            .filter(|d| d.state == MonState::Requested)
+            .count();
+        let mut budget = (self.cfg.monitor_rate.max(1) as usize).saturating_sub(in_flight);
+        while budget > 0 && self.tokens >= 1.0 {
+            let Some(i) = self.monitor_queue.pop_front() else {
+                break;
+            };
+            self.tokens -= 1.0;
+            budget -= 1;
+            self.devices[i].state = MonState::Requested;
+            let name = self.devices[i].name.clone();
+            self.request(
+                Request::MonitorStart { device: &name },
+                Pending::MonitorStart(i),
+                now,
+            );
+        }
+    }
+
+    /// Handles a call-control command.
+    pub fn on_command(&mut self, req: LinkRequest, now: Instant) {
+        if self.phase != Phase::Ready {
+            self.out
+                .push(Output::Reply(req.reply, Err(CommandError::LinkDown)));
+            return;
+        }
+        let Some(i) = self.devices.iter().position(|d| d.name == req.device) else {
+            self.out.push(Output::Reply(
+                req.reply,
+                Err(CommandError::NotMonitored("device not configured on this link".into())),
+            ));
+            return;
+        };
+        let device = self.devices[i].name.clone();
+        let conn = |call_id: &Text| -> (Text, Text) {
+            let dev = self.devices[i]
+                .conn_ids
+                .get(call_id)
+                .cloned()
+                .unwrap_or_else(|| device.clone());
+            (call_id.clone(), dev)
+        };
+        let name = req.command.name();
+        let (call, dev_id) = match &req.command {
+            Command::MakeCall { .. } => (Text::default(), Text::default()),
+            Command::Answer { call_id }
+            | Command::Clear { call_id }
+            | Command::Hold { call_id }
+            | Command::Retrieve { call_id } => conn(call_id),
+        };
+        let c = ConnRef {
+            call_id: &call,
+            device_id: &dev_id,
+        };
+        let request = match &req.command {
+            Command::MakeCall { to } => Request::MakeCall {
+                calling: &device,
+                called: to,
+            },
+            Command::Answer { .. } => Request::AnswerCall { call: c },
+            Command::Clear { .. } => Request::ClearConnection { conn: c },
+            Command::Hold { .. } => Request::HoldCall { call: c },
+            Command::Retrieve { .. } => Request::RetrieveCall { call: c },
+        };
+        let id = self.alloc_invoke();
+        self.write(id, &request);
+        self.pending.insert(
+            id.0,
+            PendingEntry {
+                what: Pending::Command {
+                    name,
+                    reply: req.reply,
+                },
+                deadline: now + self.cfg.request_timeout,
+            },
+        );
+    }
+
+    /// Advances timers: handshake timeout, request timeouts, keep-alive, monitor pacing and retries.
+    pub fn on_tick(&mut self, now: Instant) {
+        if self.phase != Phase::Ready
+            && now.saturating_duration_since(self.connected_at) > self.cfg.handshake_timeout
+        {
+            self.out.push(Output::Close(format!(
+                "session not established within {} ms",
+                self.cfg.handshake_timeout.as_millis()
+            )));
+            return;
+        }
+        let expired: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(entry) = self.pending.remove(&id) else {
+                continue;
+            };
+            match entry.what {
+                Pending::KeepAlive => {
+                    self.keepalive_misses += 1;
+                    warn!(link = %self.cfg.pbx, misses = self.keepalive_misses, "keep-alive unanswered");
+                    if self.keepalive_misses >= 2 {
+                        self.out
+                            .push(Output::Close("two keep-alives unanswered".into()));
+                        return;
+                    }
+                }
+                Pending::SystemRegister => self.become_ready(now),
+                Pending::OpenStatus => {
+                    self.out
+                        .push(Output::Close("no answer to RequestSystemStatus".into()));
+                    return;
+                }
+                Pending::MonitorStart(i) => self.monitor_failed(i, "monitor_failed: timeout".into(), now),
+                Pending::MonitorStop | Pending::Snapshot(_) => {}
+                Pending::Command { name, reply } => {
+                    metrics::counter!("ctigate_link_commands_total", "link" => self.cfg.pbx.to_string(), "command" => name, "outcome" => "timeout").increment(1);
+                    self.out.push(Output::Reply(reply, Err(CommandError::Timeout)));
+                }
+            }
+        }
+        if self.phase == Phase::Ready {
+            for i in 0..self.devices.len() {
+                if let MonState::Failed { retry_at } = self.devices[i].state
+                    && retry_at <= now
+                {
+                    self.devices[i].state = MonState::Queued;
+                    self.monitor_queue.push_back(i);
+                }
+            }
+            self.pump_monitors(now);
+            let keepalive_pending = self
+                .pending
+                .values()
+                .any(|p| matches!(p.what, Pending::KeepAlive));
+            if !keepalive_pending && now.saturating_duration_since(self.last_rx) >= self.cfg.keepalive {
+                self.request(Request::RequestSystemStatus, Pending::KeepAlive, now);
+                // Count silence from now, so the next keep-alive waits a full interval.
+                self.last_rx = now;
+            }
+        }
+    }
+
+    /// Orderly end: stop every monitor.
+    pub fn on_shutdown(&mut self, now: Instant) {
+        let refs: Vec<Text> = self
+            .devices
+            .iter()
+            .filter_map(|d| match &d.state {
+                MonState::Monitored(x) => Some(x.clone()),
+                _ => None,
+            })
+            .collect();
+        for x in refs {
+            self.request(Request::MonitorStop { cross_ref: &x }, Pending::MonitorStop, now);
+        }
+    }
+
+    /// The connection is gone: fail pending commands and mark every device unmonitored.
+    pub fn on_disconnect(&mut self, reason: &str) {
+        for (_, entry) in self.pending.drain() {
+            if let Pending::Command { reply, .. } = entry.what {
+                self.out.push(Output::Reply(reply, Err(CommandError::LinkDown)));
+            }
+        }
+        for d in &mut self.devices {
+            d.state = MonState::Queued;
+            self.out.push(Output::Device(
+                d.name.clone(),
+                DeviceStatus::NotMonitored(reason.to_string()),
+            ));
+        }
+        self.by_cross_ref.clear();
+        metrics::gauge!("ctigate_link_monitored_devices", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::framing::Deframer;
+    use crate::codec::xml::Message as M;
+
+    fn cfg(dialect: Dialect, devices: &[&str]) -> Arc<SessionConfig> {
+        Arc::new(SessionConfig {
+            pbx: Arc::from("p"),
+            dialect,
+            namespace: String::new(),
+            devices: devices.iter().map(|d| Text::from(*d)).collect(),
+            plan: NumberingPlan::default(),
+            monitor_rate: 2,
+            keepalive: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            monitor_retry: Duration::from_secs(60),
+        })
+    }
+
+    fn frame(id: u16, xml: &str) -> Frame {
+        Frame {
+            invoke_id: InvokeId(id),
+            body: Bytes::copy_from_slice(xml.as_bytes()),
+        }
+    }
+
+    /// Sent frames as (invoke id, root name, document).
+    fn sent(s: &mut Session) -> (Vec<(u16, String, String)>, Vec<Output>) {
+        let mut frames = vec![];
+        let mut other = vec![];
+        for o in s.drain() {
+            match o {
+                Output::Send(b) => {
+                    let mut d = Deframer::new(65535);
+                    d.push(&b);
+                    let f = d.next_frame().unwrap().unwrap();
+                    let doc = xml::decode(&f.body).unwrap();
+                    frames.push((
+                        f.invoke_id.0,
+                        doc.name.to_string(),
+                        String::from_utf8(f.body.to_vec()).unwrap(),
+                    ));
+                }
+                o => other.push(o),
+            }
+        }
+        (frames, other)
+    }
+
+    #[test]
+    fn osv_open_register_and_paced_monitors() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::Osv, &["100", "101", "102"]), t0);
+        assert!(sent(&mut s).0.is_empty(), "OSV waits for the switch");
+        s.on_frame(
+            &frame(17, "<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>"),
+            t0,
+            0,
+        );
+        let (f, _) = sent(&mut s);
+        assert_eq!(f[0].0, 17, "response echoes the invoke id");
+        assert_eq!(f[0].1, "SystemStatusResponse");
+        assert_eq!(f[1].1, "SystemRegister");
+        let reg = f[1].0;
+        s.on_frame(
+            &frame(reg, "<SystemRegisterResponse><sysStatRegisterID>1</sysStatRegisterID></SystemRegisterResponse>"),
+            t0,
+            0,
+        );
+        let (f, o) = sent(&mut s);
+        assert!(matches!(o[0], Output::Ready));
+        // Rate 2/s: only two MonitorStarts now.
+        let monitors: Vec<_> = f.iter().filter(|x| x.1 == "MonitorStart").collect();
+        assert_eq!(monitors.len(), 2);
+        assert!(monitors[0].2.contains("<deviceObject>100</deviceObject>"));
+        s.on_frame(
+            &frame(monitors[0].0, "<MonitorStartResponse><monitorCrossRefID>X100</monitorCrossRefID></MonitorStartResponse>"),
+            t0,
+            0,
+        );
+        let (f, o) = sent(&mut s);
+        assert!(matches!(&o[0], Output::Device(d, DeviceStatus::Monitored) if d == "100"));
+        assert_eq!(f[0].1, "SnapshotDevice");
+        // No token left until time passes.
+        assert!(f.iter().all(|x| x.1 != "MonitorStart"));
+        s.on_tick(t0 + Duration::from_millis(600));
+        let (f, _) = sent(&mut s);
+        assert_eq!(f.iter().filter(|x| x.1 == "MonitorStart").count(), 1);
+        // An event on X100 reaches device 100.
+        s.on_frame(
+            &frame(9999, "<DeliveredEvent><monitorCrossRefID>X100</monitorCrossRefID><connection><callID>c1</callID><deviceID>100</deviceID></connection><alertingDevice><deviceIdentifier>100</deviceIdentifier></alertingDevice><callingDevice><deviceIdentifier>+4930123</deviceIdentifier></callingDevice><calledDevice><deviceIdentifier>100</deviceIdentifier></calledDevice><localConnectionInfo>alerting</localConnectionInfo><cause>newCall</cause></DeliveredEvent>"),
+            t0,
+            5,
+        );
+        let (_, o) = sent(&mut s);
+        let Output::Event(ev) = &o[0] else { panic!("{o:?}") };
+        assert_eq!(ev.device, "100");
+        assert_eq!(ev.call_id.as_deref(), Some("c1"));
+        assert_eq!(ev.calling.as_ref().unwrap().number.as_deref(), Some("+4930123"));
+        assert_eq!(ev.ts_ms, 5);
+    }
+
+    #[test]
+    fn request_system_status_dialect_and_make_call() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::RequestSystemStatus, &["200"]), t0);
+        let (f, _) = sent(&mut s);
+        assert_eq!(f[0].1, "RequestSystemStatus");
+        s.on_frame(
+            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>normal</systemStatus></RequestSystemStatusResponse>"),
+            t0,
+            0,
+        );
+        let (f, o) = sent(&mut s);
+        assert!(matches!(o[0], Output::Ready));
+        s.on_frame(
+            &frame(f[0].0, "<MonitorStartResponse><monitorCrossRefID>9</monitorCrossRefID></MonitorStartResponse>"),
+            t0,
+            0,
+        );
+        sent(&mut s);
+        let (tx, mut rx) = oneshot::channel();
+        s.on_command(
+            LinkRequest {
+                device: Text::from("200"),
+                command: Command::MakeCall { to: "+49 30 1".into() },
+                reply: tx,
+            },
+            t0,
+        );
+        let (f, _) = sent(&mut s);
+        assert_eq!(f[0].1, "MakeCall");
+        assert!(f[0].2.contains("<callingDevice>200</callingDevice><calledDirectoryNumber>+49 30 1</calledDirectoryNumber>"));
+        s.on_frame(
+            &frame(f[0].0, "<MakeCallResponse><callingDevice><callID>77</callID><deviceID>200</deviceID></callingDevice></MakeCallResponse>"),
+            t0,
+            0,
+        );
+        let (_, o) = sent(&mut s);
+        let Some(Output::Reply(tx, r)) = o.into_iter().next() else { panic!() };
+        tx.send(r).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap().call_id.as_deref(), Some("77"));
+    }
+
+    #[test]
+    fn errors_timeouts_and_keepalive() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::RequestSystemStatus, &["300"]), t0);
+        let (f, _) = sent(&mut s);
+        s.on_frame(&frame(f[0].0, "<RequestSystemStatusResponse/>"), t0, 0);
+        let (f, _) = sent(&mut s);
+        s.on_frame(
+            &frame(f[0].0, "<CSTAErrorCode><operation>invalidDeviceID</operation></CSTAErrorCode>"),
+            t0,
+            0,
+        );
+        let (_, o) = sent(&mut s);
+        assert!(matches!(&o[0], Output::Device(_, DeviceStatus::NotMonitored(r)) if r == "monitor_failed: operation/invalidDeviceID"));
+        // Retried after monitor_retry.
+        s.on_tick(t0 + Duration::from_secs(61));
+        let (f, _) = sent(&mut s);
+        assert!(f.iter().any(|x| x.1 == "MonitorStart"));
+        // Silence: keep-alive at 30 s, two misses close the link.
+        let t1 = t0 + Duration::from_secs(61);
+        s.on_frame(&frame(f[0].0, "<MonitorStartResponse><monitorCrossRefID>1</monitorCrossRefID></MonitorStartResponse>"), t1, 0);
+        sent(&mut s);
+        s.on_tick(t1 + Duration::from_secs(30));
+        let (f, _) = sent(&mut s);
+        assert!(f.iter().any(|x| x.1 == "RequestSystemStatus"), "{f:?}");
+        s.on_tick(t1 + Duration::from_secs(36));
+        s.on_tick(t1 + Duration::from_secs(66));
+        s.on_tick(t1 + Duration::from_secs(72));
+        let (_, o) = sent(&mut s);
+        assert!(o.iter().any(|o| matches!(o, Output::Close(_))), "{o:?}");
+    }
+
+    #[test]
+    fn handshake_timeout_and_undecodable_documents() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::Osv, &["1"]), t0);
+        s.on_frame(&frame(1, "<not-closed>"), t0, 0);
+        s.on_frame(&frame(1, "plain text"), t0, 0);
+        assert!(sent(&mut s).1.is_empty());
+        s.on_tick(t0 + Duration::from_secs(11));
+        assert!(matches!(sent(&mut s).1[0], Output::Close(_)));
+        let _ = M::Unknown;
+    }
+}

@@ -1,0 +1,437 @@
+//! PBX links: one task per PBX connection. Transport (dial or accept, TCP or TLS), reconnect with
+//! backoff and jitter, the framer, and the protocol session core, feeding the hub.
+//!
+//! The read loop never waits on anything downstream: events go to [`Hub::publish`], which does not
+//! block, and writes go through a bounded queue to a writer task.
+
+pub mod csta_xml;
+pub mod transport;
+
+use crate::codec::framing::Deframer;
+use crate::config::{PbxConfig, namespace_uri};
+use crate::hub::{CommandError, Hub, LinkRequest};
+use crate::model::{DeviceStatus, Text, now_ms};
+use bytes::Bytes;
+use csta_xml::{Output, Session, SessionConfig};
+use rand::Rng;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+pub use transport::{Stream, Transport, TransportError};
+
+/// Live state of a link, shared with the ops endpoints.
+#[derive(Debug)]
+pub struct LinkState {
+    /// Link name.
+    pub name: Arc<str>,
+    /// Protocol label.
+    pub protocol: &'static str,
+    /// Session established now.
+    pub up: AtomicBool,
+    /// Devices configured.
+    pub devices: usize,
+    /// Devices monitored now.
+    pub monitored: AtomicUsize,
+    /// Connections made since start.
+    pub connects: AtomicU64,
+    /// Last error or disconnect reason.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl LinkState {
+    fn set_error(&self, e: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+}
+
+/// Everything a link task needs.
+pub struct LinkConfig {
+    /// Session settings.
+    pub session: Arc<SessionConfig>,
+    /// Frame cap.
+    pub max_frame_bytes: usize,
+    /// Backoff bounds.
+    pub reconnect_min: Duration,
+    /// Backoff bounds.
+    pub reconnect_max: Duration,
+}
+
+impl LinkConfig {
+    /// From a validated `[[pbx]]` and its device list.
+    pub fn from_pbx(p: &PbxConfig, devices: Vec<String>) -> LinkConfig {
+        LinkConfig {
+            session: Arc::new(SessionConfig {
+                pbx: Arc::from(p.name.as_str()),
+                dialect: p.dialect,
+                // Validation guarantees this parses; fall back to no namespace rather than panic.
+                namespace: namespace_uri(&p.namespace).unwrap_or_default(),
+                devices: devices.into_iter().map(Text::from).collect(),
+                plan: p.numbering.plan(),
+                monitor_rate: p.monitor_rate,
+                keepalive: Duration::from_secs(p.keepalive_secs),
+                request_timeout: Duration::from_millis(p.request_timeout_ms),
+                handshake_timeout: Duration::from_millis(p.handshake_timeout_ms),
+                monitor_retry: Duration::from_secs(60),
+            }),
+            max_frame_bytes: p.max_frame_bytes,
+            reconnect_min: Duration::from_millis(p.reconnect_min_ms),
+            reconnect_max: Duration::from_millis(p.reconnect_max_ms),
+        }
+    }
+}
+
+/// Exponential backoff with jitter ("equal jitter": half fixed, half random).
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Backoff between `min` and `max`.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self
+            .min
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = base / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+
+    /// Back to the shortest delay (after a session was established).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Starts a link task. Returns its shared state.
+pub fn spawn(
+    cfg: LinkConfig,
+    transport: Transport,
+    hub: Hub,
+    shutdown: CancellationToken,
+) -> Arc<LinkState> {
+    let state = Arc::new(LinkState {
+        name: cfg.session.pbx.clone(),
+        protocol: "csta-xml",
+        up: AtomicBool::new(false),
+        devices: cfg.session.devices.len(),
+        monitored: AtomicUsize::new(0),
+        connects: AtomicU64::new(0),
+        last_error: Mutex::new(None),
+    });
+    let (tx, rx) = mpsc::channel(256);
+    hub.register_link(cfg.session.pbx.clone(), tx);
+    tokio::spawn(run(cfg, transport, hub, shutdown, state.clone(), rx));
+    state
+}
+
+async fn run(
+    cfg: LinkConfig,
+    mut transport: Transport,
+    hub: Hub,
+    shutdown: CancellationToken,
+    state: Arc<LinkState>,
+    mut commands: mpsc::Receiver<LinkRequest>,
+) {
+    let name = cfg.session.pbx.clone();
+    let labels = [("link", name.to_string()), ("protocol", "csta-xml".to_string())];
+    if !transport.is_tls() {
+        warn!(link = %name, "PBX link runs WITHOUT TLS (tls = false): call data crosses the network in clear text");
+    }
+    for d in &cfg.session.devices {
+        hub.set_device_status(&name, d, DeviceStatus::NotMonitored("connecting".into()));
+    }
+    metrics::gauge!("ctigate_link_up", &labels).set(0.0);
+    let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
+    let mut pending_stream: Option<(Stream, String)> = None;
+    loop {
+        let conn = match pending_stream.take() {
+            Some(c) => Ok(c),
+            None => tokio::select! {
+                _ = shutdown.cancelled() => break,
+                c = transport.connect() => c,
+            },
+        };
+        let (stream, peer) = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
+                warn!(link = %name, error = %e, "PBX connection failed");
+                state.set_error(e.to_string());
+                if !wait(&shutdown, &mut commands, backoff.next_delay()).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        state.connects.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("ctigate_link_connects_total", &labels).increment(1);
+        info!(link = %name, %peer, "PBX connected");
+        let end = serve(
+            &cfg,
+            stream,
+            &mut transport,
+            &hub,
+            &shutdown,
+            &state,
+            &mut commands,
+            &mut backoff,
+        )
+        .await;
+        state.up.store(false, Ordering::Relaxed);
+        state.monitored.store(0, Ordering::Relaxed);
+        metrics::gauge!("ctigate_link_up", &labels).set(0.0);
+        metrics::counter!("ctigate_link_disconnects_total", "link" => name.to_string(), "protocol" => "csta-xml", "reason" => end.label).increment(1);
+        state.set_error(end.detail.clone());
+        if end.label == "shutdown" {
+            info!(link = %name, "PBX link stopped");
+            break;
+        }
+        warn!(link = %name, %peer, reason = %end.detail, "PBX link down; reconnecting");
+        if let Some(next) = end.replaced_by {
+            pending_stream = Some(next);
+            continue;
+        }
+        if !wait(&shutdown, &mut commands, backoff.next_delay()).await {
+            break;
+        }
+    }
+}
+
+/// Sleeps, refusing commands meanwhile. Returns false on shutdown.
+async fn wait(
+    shutdown: &CancellationToken,
+    commands: &mut mpsc::Receiver<LinkRequest>,
+    d: Duration,
+) -> bool {
+    let sleep = tokio::time::sleep(d);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = &mut sleep => return true,
+            Some(req) = commands.recv() => {
+                let _ = req.reply.send(Err(CommandError::LinkDown));
+            }
+        }
+    }
+}
+
+struct End {
+    label: &'static str,
+    detail: String,
+    replaced_by: Option<(Stream, String)>,
+}
+
+impl End {
+    fn new(label: &'static str, detail: impl Into<String>) -> End {
+        End {
+            label,
+            detail: detail.into(),
+            replaced_by: None,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    cfg: &LinkConfig,
+    stream: Stream,
+    transport: &mut Transport,
+    hub: &Hub,
+    shutdown: &CancellationToken,
+    state: &LinkState,
+    commands: &mut mpsc::Receiver<LinkRequest>,
+    backoff: &mut Backoff,
+) -> End {
+    let name = cfg.session.pbx.clone();
+    let (mut rd, wr) = tokio::io::split(stream);
+    let (wtx, wrx) = mpsc::channel::<Bytes>(1024);
+    let writer_done = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(wr, wrx, writer_done.clone(), name.clone()));
+    let mut deframer = Deframer::new(cfg.max_frame_bytes);
+    let mut session = Session::new(cfg.session.clone(), Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let accepting = matches!(transport, Transport::Accept { .. });
+
+    let mut end = apply(&mut session, hub, state, &wtx, backoff);
+    while end.is_none() {
+        if deframer.buffer_mut().capacity() - deframer.buffer_mut().len() < 4096 {
+            deframer.buffer_mut().reserve(16 * 1024);
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                session.on_shutdown(Instant::now());
+                let _ = apply(&mut session, hub, state, &wtx, backoff);
+                end = Some(End::new("shutdown", "gateway shutting down"));
+            }
+            _ = writer_done.cancelled() => {
+                end = Some(End::new("write_error", "write to PBX failed"));
+            }
+            r = rd.read_buf(deframer.buffer_mut()) => match r {
+                Ok(0) => {
+                    end = Some(if deframer.pending() > 0 {
+                        End::new("eof_mid_frame", format!("PBX closed the connection mid-frame ({} bytes pending)", deframer.pending()))
+                    } else {
+                        End::new("eof", "PBX closed the connection")
+                    });
+                }
+                Ok(n) => {
+                    deframer.after_read();
+                    metrics::counter!("ctigate_link_bytes_total", "link" => name.to_string(), "protocol" => "csta-xml", "direction" => "rx").increment(n as u64);
+                    let now = Instant::now();
+                    let ts = now_ms();
+                    loop {
+                        match deframer.next_frame() {
+                            Ok(Some(f)) => {
+                                metrics::counter!("ctigate_link_frames_total", "link" => name.to_string(), "protocol" => "csta-xml", "direction" => "rx").increment(1);
+                                session.on_frame(&f, now, ts);
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                metrics::counter!("ctigate_link_decode_errors_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
+                                warn!(link = %name, error = %e, "framing error; stream resynchronised");
+                            }
+                        }
+                    }
+                    end = apply(&mut session, hub, state, &wtx, backoff);
+                }
+                Err(e) => end = Some(End::new("read_error", format!("read from PBX failed: {e}"))),
+            },
+            Some(req) = commands.recv() => {
+                session.on_command(req, Instant::now());
+                end = apply(&mut session, hub, state, &wtx, backoff);
+            }
+            _ = tick.tick() => {
+                session.on_tick(Instant::now());
+                end = apply(&mut session, hub, state, &wtx, backoff);
+            }
+            c = transport.connect(), if accepting => {
+                if let Ok(c) = c {
+                    let mut e = End::new("replaced", format!("PBX opened a new connection from {}", c.1));
+                    e.replaced_by = Some(c);
+                    end = Some(e);
+                }
+            }
+        }
+    }
+    let end = end.unwrap_or_else(|| End::new("eof", "closed"));
+    session.on_disconnect(if end.label == "shutdown" { "shutdown" } else { "link_down" });
+    let _ = apply(&mut session, hub, state, &wtx, backoff);
+    drop(wtx);
+    // Let queued writes (MonitorStop on shutdown) go out, briefly.
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    end
+}
+
+/// Carries out the session's outputs. Returns `Some` when the connection must end.
+fn apply(
+    session: &mut Session,
+    hub: &Hub,
+    state: &LinkState,
+    wtx: &mpsc::Sender<Bytes>,
+    backoff: &mut Backoff,
+) -> Option<End> {
+    let mut end = None;
+    let monitored = session.monitored();
+    for out in session.drain() {
+        match out {
+            Output::Send(frame) => {
+                if wtx.try_send(frame).is_err() && end.is_none() {
+                    end = Some(End::new(
+                        "write_stalled",
+                        "PBX is not reading: write queue full",
+                    ));
+                }
+            }
+            Output::Event(ev) => {
+                hub.publish(ev);
+            }
+            Output::Device(device, status) => {
+                hub.set_device_status(&state.name, &device, status);
+            }
+            Output::Snapshot { device, call_ids } => {
+                hub.resync(&state.name, &device, &call_ids);
+            }
+            Output::Ready => {
+                state.up.store(true, Ordering::Relaxed);
+                metrics::gauge!("ctigate_link_up", "link" => state.name.to_string(), "protocol" => state.protocol).set(1.0);
+                backoff.reset();
+            }
+            Output::Reply(tx, result) => {
+                let _ = tx.send(result);
+            }
+            Output::Close(reason) => {
+                if end.is_none() {
+                    end = Some(End::new("protocol", reason));
+                }
+            }
+        }
+    }
+    state.monitored.store(monitored, Ordering::Relaxed);
+    end
+}
+
+async fn write_loop(
+    mut wr: tokio::io::WriteHalf<Stream>,
+    mut rx: mpsc::Receiver<Bytes>,
+    failed: CancellationToken,
+    name: Arc<str>,
+) {
+    while let Some(frame) = rx.recv().await {
+        let mut n = frame.len();
+        let mut r = wr.write_all(&frame).await;
+        while r.is_ok() {
+            match rx.try_recv() {
+                Ok(f) => {
+                    n += f.len();
+                    r = wr.write_all(&f).await;
+                }
+                Err(_) => break,
+            }
+        }
+        if r.is_ok() {
+            r = wr.flush().await;
+        }
+        if let Err(e) = r {
+            warn!(link = %name, error = %e, "write to PBX failed");
+            failed.cancel();
+            return;
+        }
+        metrics::counter!("ctigate_link_bytes_total", "link" => name.to_string(), "protocol" => "csta-xml", "direction" => "tx").increment(n as u64);
+    }
+    let _ = wr.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let d: Vec<_> = (0..6).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100));
+        assert!(d[3] >= Duration::from_millis(400) && d[3] <= Duration::from_millis(800));
+        assert!(d[5] <= Duration::from_millis(1000) && d[5] >= Duration::from_millis(500));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,220 @@
+//! Link transport: dial or accept, plain TCP or TLS.
+
+use crate::config::{LinkMode, PbxConfig, split_host_port};
+use crate::tls::{self, TlsError};
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// A byte stream to a PBX: TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A boxed stream.
+pub type Stream = Box<dyn Io>;
+
+/// Connecting to (or being connected by) a PBX failed.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    /// TCP connect, bind or accept failed.
+    #[error("{op} {addr}: {source}")]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed (wrong certificate, wrong name, plain TCP peer, …).
+    #[error("TLS handshake with {addr}: {source}")]
+    Handshake {
+        /// The peer.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The address is not usable.
+    #[error("bad address {0:?}")]
+    Address(String),
+}
+
+impl TransportError {
+    /// Short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportError::Io { .. } => "io",
+            TransportError::Handshake { .. } => "tls_handshake",
+            TransportError::Tls(_) => "tls_config",
+            TransportError::Address(_) => "address",
+        }
+    }
+}
+
+/// How a link gets its connection.
+pub enum Transport {
+    /// The gateway dials.
+    Dial {
+        /// `host:port`.
+        addr: String,
+        /// TLS connector and the name to verify.
+        tls: Option<(TlsConnector, ServerName<'static>)>,
+    },
+    /// The PBX dials us.
+    Accept {
+        /// Address to listen on.
+        addr: String,
+        /// Bound lazily, kept across connections.
+        listener: Option<TcpListener>,
+        /// TLS acceptor.
+        tls: Option<TlsAcceptor>,
+    },
+}
+
+impl Transport {
+    /// Builds the transport of a PBX config, loading its TLS material.
+    pub fn from_config(p: &PbxConfig) -> Result<Transport, TransportError> {
+        match p.mode {
+            LinkMode::Dial => {
+                let tls = if p.tls {
+                    let ca = p
+                        .tls_ca
+                        .as_deref()
+                        .ok_or_else(|| TransportError::Address("tls_ca missing".into()))?;
+                    let cfg = tls::client_config_from_files(
+                        ca,
+                        p.tls_cert.as_deref(),
+                        p.tls_key.as_deref(),
+                    )?;
+                    let host = match &p.tls_server_name {
+                        Some(n) => n.clone(),
+                        None => split_host_port(&p.address)
+                            .map(|(h, _)| h.to_string())
+                            .ok_or_else(|| TransportError::Address(p.address.clone()))?,
+                    };
+                    Some((TlsConnector::from(cfg), tls::server_name(&host)?))
+                } else {
+                    None
+                };
+                Ok(Transport::Dial {
+                    addr: p.address.clone(),
+                    tls,
+                })
+            }
+            LinkMode::Accept => {
+                let tls = if p.tls {
+                    let (cert, key) = p
+                        .tls_cert
+                        .as_deref()
+                        .zip(p.tls_key.as_deref())
+                        .ok_or_else(|| TransportError::Address("tls_cert/tls_key missing".into()))?;
+                    let cfg =
+                        tls::server_config_from_files(cert, key, p.tls_client_ca.as_deref())?;
+                    Some(TlsAcceptor::from(cfg))
+                } else {
+                    None
+                };
+                Ok(Transport::Accept {
+                    addr: p.address.clone(),
+                    listener: None,
+                    tls,
+                })
+            }
+        }
+    }
+
+    /// A dialing transport with an explicit TLS client config (demo and tests).
+    pub fn dial(
+        addr: String,
+        tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    ) -> Transport {
+        Transport::Dial {
+            addr,
+            tls: tls.map(|(c, n)| (TlsConnector::from(c), n)),
+        }
+    }
+
+    /// True when TLS is configured.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Transport::Dial { tls, .. } => tls.is_some(),
+            Transport::Accept { tls, .. } => tls.is_some(),
+        }
+    }
+
+    /// Waits for the next connection. Returns the stream and the peer address.
+    pub async fn connect(&mut self) -> Result<(Stream, String), TransportError> {
+        match self {
+            Transport::Dial { addr, tls } => {
+                let tcp = TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(|source| TransportError::Io {
+                        op: "connect",
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                let _ = tcp.set_nodelay(true);
+                let peer = tcp
+                    .peer_addr()
+                    .map_or_else(|_| addr.clone(), |a| a.to_string());
+                match tls {
+                    None => Ok((Box::new(tcp), peer)),
+                    Some((connector, name)) => {
+                        let s = connector
+                            .connect(name.clone(), tcp)
+                            .await
+                            .map_err(|source| TransportError::Handshake {
+                                addr: peer.clone(),
+                                source,
+                            })?;
+                        Ok((Box::new(s), peer))
+                    }
+                }
+            }
+            Transport::Accept {
+                addr,
+                listener,
+                tls,
+            } => {
+                if listener.is_none() {
+                    let l = TcpListener::bind(addr.as_str()).await.map_err(|source| {
+                        TransportError::Io {
+                            op: "bind",
+                            addr: addr.clone(),
+                            source,
+                        }
+                    })?;
+                    *listener = Some(l);
+                }
+                let Some(l) = listener.as_ref() else {
+                    return Err(TransportError::Address(addr.clone()));
+                };
+                let (tcp, peer) = l.accept().await.map_err(|source| TransportError::Io {
+                    op: "accept",
+                    addr: addr.clone(),
+                    source,
+                })?;
+                let _ = tcp.set_nodelay(true);
+                let peer = peer.to_string();
+                match tls {
+                    None => Ok((Box::new(tcp), peer)),
+                    Some(acceptor) => {
+                        let s = acceptor.accept(tcp).await.map_err(|source| {
+                            TransportError::Handshake {
+                                addr: peer.clone(),
+                                source,
+                            }
+                        })?;
+                        Ok((Box::new(s), peer))
+                    }
+                }
+            }
+        }
+    }
+}
