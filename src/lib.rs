@@ -3,6 +3,7 @@
 //! The flow and the module map are in `docs/ARCHITECTURE.md`.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod codec;
 pub mod config;
 pub mod hub;
