@@ -6,7 +6,9 @@
 pub mod api;
 pub mod codec;
 pub mod config;
+pub mod gateway;
 pub mod hub;
 pub mod link;
 pub mod model;
+pub mod ops;
 pub mod tls;
