@@ -11,4 +11,5 @@ pub mod hub;
 pub mod link;
 pub mod model;
 pub mod ops;
+pub mod sim;
 pub mod tls;

@@ -1,0 +1,860 @@
+//! A CSTA XML PBX simulator.
+//!
+//! It listens (TCP or TLS), speaks the 8-byte framing, opens the session per dialect (OSV style: it
+//! sends `SystemStatus` first; or it waits for `RequestSystemStatus`), answers SystemRegister,
+//! MonitorStart/Stop, SnapshotDevice, RequestSystemStatus, MakeCall, AnswerCall, ClearConnection,
+//! HoldCall and RetrieveCall, and plays call scenarios on its devices: inbound answered, inbound
+//! missed, outbound answered, outbound unanswered, hold and retrieve, blind transfer.
+//!
+//! It reads requests with quick-xml, not with the gateway's own decoder, so the two are checked
+//! against each other. Tests steer it through [`Simulator`] (play a scenario, inject raw bytes, cut
+//! the connection mid-frame).
+
+use crate::codec::framing::{Deframer, InvokeId, encode_frame};
+use crate::codec::xml::encode::escape_into;
+use crate::config::Dialect;
+use bytes::{Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Pace of the call scenarios.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Between the set-up events of a call.
+    pub step: Duration,
+    /// Ringing time before answer (or before giving up, for missed calls).
+    pub ring: Duration,
+    /// Talk time.
+    pub talk: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            step: Duration::from_millis(100),
+            ring: Duration::from_millis(1500),
+            talk: Duration::from_millis(3000),
+        }
+    }
+}
+
+impl Timing {
+    /// Very short timings for tests.
+    pub fn fast() -> Timing {
+        Timing {
+            step: Duration::from_millis(2),
+            ring: Duration::from_millis(10),
+            talk: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Simulator settings.
+#[derive(Clone)]
+pub struct SimConfig {
+    /// Address to listen on (`127.0.0.1:0` for an ephemeral port).
+    pub listen: String,
+    /// Device numbers.
+    pub devices: Vec<String>,
+    /// New calls per second over all devices; 0 plays nothing on its own.
+    pub rate: f64,
+    /// How the session opens.
+    pub dialect: Dialect,
+    /// Namespace URI of what the simulator sends.
+    pub namespace: String,
+    /// TLS server config; plain TCP when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Scenario pace.
+    pub timing: Timing,
+    /// Seed for scenario choices.
+    pub seed: u64,
+}
+
+impl SimConfig {
+    /// `n` devices numbered from `first`.
+    pub fn numbered_devices(first: u32, n: u32) -> Vec<String> {
+        (0..n).map(|i| (first + i).to_string()).collect()
+    }
+}
+
+/// Call scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// External caller, answered, caller hangs up.
+    InboundAnswered,
+    /// External caller gives up while ringing.
+    InboundMissed,
+    /// Device calls out, answered, device hangs up.
+    OutboundAnswered,
+    /// Device calls out, nobody answers, device gives up.
+    OutboundUnanswered,
+    /// Inbound answered, held, retrieved, cleared.
+    HoldRetrieve,
+    /// Inbound answered, then blind-transferred to another device.
+    BlindTransfer,
+}
+
+impl Scenario {
+    /// All scenarios.
+    pub const ALL: [Scenario; 6] = [
+        Scenario::InboundAnswered,
+        Scenario::InboundMissed,
+        Scenario::OutboundAnswered,
+        Scenario::OutboundUnanswered,
+        Scenario::HoldRetrieve,
+        Scenario::BlindTransfer,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Initiated,
+    Alerting,
+    Connected,
+    Hold,
+}
+
+#[derive(Debug, Clone)]
+struct SimCall {
+    id: String,
+    state: CallState,
+}
+
+enum Wire {
+    Frame(Bytes),
+    CutMidFrame,
+}
+
+struct Conn {
+    id: u64,
+    tx: mpsc::UnboundedSender<Wire>,
+    /// device → monitorCrossRefID
+    monitors: HashMap<String, String>,
+}
+
+struct Shared {
+    cfg: SimConfig,
+    conn: Mutex<Option<Conn>>,
+    calls: Mutex<HashMap<String, Vec<SimCall>>>,
+    next_call: AtomicU64,
+    next_xref: AtomicU64,
+    next_conn: AtomicU64,
+    events: AtomicU64,
+    connections: AtomicU64,
+    paused: AtomicBool,
+    rng: Mutex<StdRng>,
+    stop: CancellationToken,
+}
+
+/// A running simulator.
+#[derive(Clone)]
+pub struct Simulator {
+    sh: Arc<Shared>,
+    /// The bound address.
+    pub addr: SocketAddr,
+}
+
+impl Simulator {
+    /// Binds and starts the simulator.
+    pub async fn start(cfg: SimConfig) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind(&cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let sh = Arc::new(Shared {
+            rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
+            cfg,
+            conn: Mutex::new(None),
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(1),
+            next_xref: AtomicU64::new(1000),
+            next_conn: AtomicU64::new(1),
+            events: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(accept_loop(sh.clone(), listener));
+        if sh.cfg.rate > 0.0 {
+            tokio::spawn(generate(sh.clone()));
+        }
+        info!(%addr, devices = sh.cfg.devices.len(), rate = sh.cfg.rate, "CSTA XML simulator listening");
+        Ok(Simulator { sh, addr })
+    }
+
+    /// Plays a scenario on `device` now.
+    pub fn play(&self, device: &str, scenario: Scenario) {
+        tokio::spawn(play(self.sh.clone(), device.to_string(), scenario, None));
+    }
+
+    /// Pauses or resumes the generated traffic (explicit `play` still works).
+    pub fn set_paused(&self, paused: bool) {
+        self.sh.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Writes raw bytes on the current connection (malformed-frame tests).
+    pub fn inject_raw(&self, bytes: impl Into<Bytes>) -> bool {
+        match &*lock(&self.sh.conn) {
+            Some(c) => c.tx.send(Wire::Frame(bytes.into())).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Sends the first half of an event frame, then drops the TCP connection.
+    pub fn cut_mid_frame(&self) -> bool {
+        match lock(&self.sh.conn).take() {
+            Some(c) => c.tx.send(Wire::CutMidFrame).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Devices monitored on the current connection.
+    pub fn monitored(&self) -> usize {
+        lock(&self.sh.conn).as_ref().map_or(0, |c| c.monitors.len())
+    }
+
+    /// True when a gateway is connected.
+    pub fn connected(&self) -> bool {
+        lock(&self.sh.conn).is_some()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.sh.connections.load(Ordering::Relaxed)
+    }
+
+    /// Events sent so far.
+    pub fn events_sent(&self) -> u64 {
+        self.sh.events.load(Ordering::Relaxed)
+    }
+
+    /// Calls up now at `device`.
+    pub fn calls_at(&self, device: &str) -> usize {
+        lock(&self.sh.calls).get(device).map_or(0, Vec::len)
+    }
+
+    /// Stops accepting, generating and serving.
+    pub fn stop(&self) {
+        self.sh.stop.cancel();
+        lock(&self.sh.conn).take();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The simulator's critical sections only touch plain maps; a poisoned lock still holds them.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = sh.stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => { warn!(error = %e, "simulator accept failed"); continue; }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let sh = sh.clone();
+        tokio::spawn(async move {
+            match &sh.cfg.tls {
+                None => serve(sh.clone(), tcp, peer).await,
+                Some(cfg) => match TlsAcceptor::from(cfg.clone()).accept(tcp).await {
+                    Ok(s) => serve(sh.clone(), s, peer).await,
+                    Err(e) => info!(%peer, error = %e, "simulator TLS handshake failed"),
+                },
+            }
+        });
+    }
+}
+
+async fn serve<S>(sh: Arc<Shared>, stream: S, peer: SocketAddr)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let id = sh.next_conn.fetch_add(1, Ordering::Relaxed);
+    sh.connections.fetch_add(1, Ordering::Relaxed);
+    info!(%peer, conn = id, "simulator: gateway connected");
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Wire>();
+    // A new connection replaces the old one (like a PBX accepting a new CTI session).
+    *lock(&sh.conn) = Some(Conn {
+        id,
+        tx: tx.clone(),
+        monitors: HashMap::new(),
+    });
+    let done = CancellationToken::new();
+    let wdone = done.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(w) = rx.recv().await {
+            match w {
+                Wire::Frame(b) => {
+                    if wr.write_all(&b).await.is_err() {
+                        break;
+                    }
+                    if rx.is_empty() && wr.flush().await.is_err() {
+                        break;
+                    }
+                }
+                Wire::CutMidFrame => {
+                    let frame = event_frame(
+                        "",
+                        "DeliveredEvent",
+                        "0",
+                        "<connection><callID>cut</callID><deviceID>0</deviceID></connection>",
+                    );
+                    let _ = wr.write_all(&frame[..frame.len() / 2]).await;
+                    let _ = wr.flush().await;
+                    break;
+                }
+            }
+        }
+        let _ = wr.shutdown().await;
+        wdone.cancel();
+    });
+    if sh.cfg.dialect == Dialect::Osv {
+        let body = doc(
+            &sh.cfg.namespace,
+            "SystemStatus",
+            "<systemStatus>enabled</systemStatus>",
+        );
+        let _ = tx.send(Wire::Frame(frame(InvokeId(1), &body)));
+    }
+    let mut deframer = Deframer::new(65_535);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            _ = done.cancelled() => break,
+            _ = sh.stop.cancelled() => break,
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+        };
+        deframer.push(&buf[..n]);
+        loop {
+            match deframer.next_frame() {
+                Ok(Some(f)) => handle(&sh, id, &tx, f.invoke_id, &f.body),
+                Ok(None) => break,
+                Err(e) => warn!(error = %e, "simulator: bad frame from gateway"),
+            }
+        }
+    }
+    {
+        let mut c = lock(&sh.conn);
+        if c.as_ref().is_some_and(|c| c.id == id) {
+            *c = None;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    info!(%peer, conn = id, "simulator: gateway disconnected");
+}
+
+/// A request read with quick-xml: root local name and the text of every leaf, by local name
+/// (first occurrence), plus `parent/leaf` keys for connection ids.
+struct Req {
+    root: String,
+    leaves: HashMap<String, String>,
+}
+
+impl Req {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.leaves.get(k).map(String::as_str)
+    }
+}
+
+fn parse_request(xml: &[u8]) -> Option<Req> {
+    use quick_xml::events::Event;
+    let s = std::str::from_utf8(xml).ok()?;
+    let mut r = quick_xml::Reader::from_str(s);
+    let mut stack: Vec<String> = Vec::new();
+    let mut text = String::new();
+    let mut root = None;
+    let mut leaves = HashMap::new();
+    loop {
+        match r.read_event().ok()? {
+            Event::Start(e) => {
+                let name = e.local_name().as_ref().to_string();
+                if root.is_none() {
+                    root = Some(name.clone());
+                }
+                stack.push(name);
+                text.clear();
+            }
+            Event::Empty(e) => {
+                let name = e.local_name().as_ref().to_string();
+                if root.is_none() {
+                    root = Some(name);
+                }
+            }
+            Event::Text(t) => text.push_str(&t.xml10_content()),
+            Event::GeneralRef(g) => match g.resolve_char_ref().ok().flatten() {
+                Some(c) => text.push(c),
+                None => text.push_str(match &*g {
+                    "lt" => "<",
+                    "gt" => ">",
+                    "amp" => "&",
+                    "quot" => "\"",
+                    "apos" => "'",
+                    _ => "",
+                }),
+            },
+            Event::End(_) => {
+                let name = stack.pop()?;
+                let t = text.trim().to_string();
+                if !t.is_empty() {
+                    if let Some(parent) = stack.last() {
+                        leaves.entry(format!("{parent}/{name}")).or_insert_with(|| t.clone());
+                    }
+                    leaves.entry(name).or_insert(t);
+                }
+                text.clear();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Some(Req {
+        root: root?,
+        leaves,
+    })
+}
+
+fn handle(sh: &Arc<Shared>, conn_id: u64, tx: &mpsc::UnboundedSender<Wire>, invoke: InvokeId, body: &[u8]) {
+    let ns = sh.cfg.namespace.clone();
+    let reply = |root: &str, inner: &str| {
+        let _ = tx.send(Wire::Frame(frame(invoke, &doc(&ns, root, inner))));
+    };
+    let Some(req) = parse_request(body) else {
+        warn!("simulator: undecodable request");
+        reply("CSTAErrorCode", "<operation>generic</operation>");
+        return;
+    };
+    debug!(request = %req.root, "simulator request");
+    match req.root.as_str() {
+        "SystemStatusResponse" => {}
+        "SystemRegister" => reply(
+            "SystemRegisterResponse",
+            "<sysStatRegisterID>1</sysStatRegisterID>",
+        ),
+        "RequestSystemStatus" => {
+            reply("RequestSystemStatusResponse", "<systemStatus>normal</systemStatus>")
+        }
+        "MonitorStart" => {
+            let device = req.get("deviceObject").unwrap_or("").to_string();
+            if !sh.cfg.devices.contains(&device) {
+                reply("CSTAErrorCode", "<operation>invalidDeviceID</operation>");
+                return;
+            }
+            let xref = sh.next_xref.fetch_add(1, Ordering::Relaxed).to_string();
+            if let Some(c) = lock(&sh.conn).as_mut().filter(|c| c.id == conn_id) {
+                c.monitors.insert(device, xref.clone());
+            }
+            reply(
+                "MonitorStartResponse",
+                &format!("<monitorCrossRefID>{xref}</monitorCrossRefID><monitorExistingCalls>true</monitorExistingCalls>"),
+            );
+        }
+        "MonitorStop" => {
+            let xref = req.get("monitorCrossRefID").unwrap_or("").to_string();
+            if let Some(c) = lock(&sh.conn).as_mut() {
+                c.monitors.retain(|_, x| *x != xref);
+            }
+            reply("MonitorStopResponse", "");
+        }
+        "SnapshotDevice" => {
+            let device = req.get("snapshotObject").unwrap_or("");
+            let calls = lock(&sh.calls).get(device).cloned().unwrap_or_default();
+            let mut inner = String::from("<crossRefIDorSnapshotData><snapshotData>");
+            for c in calls {
+                let st = match c.state {
+                    CallState::Initiated => "initiated",
+                    CallState::Alerting => "alerting",
+                    CallState::Connected => "connected",
+                    CallState::Hold => "hold",
+                };
+                inner.push_str(&format!(
+                    "<snapshotDeviceResponseInfo><connectionIdentifier><callID>{}</callID><deviceID>{}</deviceID></connectionIdentifier><localCallState><compoundCallState><localConnectionState>{st}</localConnectionState></compoundCallState></localCallState></snapshotDeviceResponseInfo>",
+                    c.id, esc(device)
+                ));
+            }
+            inner.push_str("</snapshotData></crossRefIDorSnapshotData>");
+            reply("SnapshotDeviceResponse", &inner);
+        }
+        "MakeCall" => {
+            let calling = req.get("callingDevice").unwrap_or("").to_string();
+            let called = req.get("calledDirectoryNumber").unwrap_or("").to_string();
+            if !sh.cfg.devices.contains(&calling) || called.is_empty() {
+                reply("CSTAErrorCode", "<operation>invalidCallingDevice</operation>");
+                return;
+            }
+            let call = new_call_id(sh);
+            reply(
+                "MakeCallResponse",
+                &format!("<callingDevice><callID>{call}</callID><deviceID>{}</deviceID></callingDevice>", esc(&calling)),
+            );
+            tokio::spawn(outbound(sh.clone(), calling, called, Some(call), true, true));
+        }
+        "AnswerCall" | "ClearConnection" | "HoldCall" | "RetrieveCall" => {
+            let (call, device) = (
+                req.leaves.iter().find(|(k, _)| k.ends_with("/callID")).map(|(_, v)| v.clone()).unwrap_or_default(),
+                req.leaves.iter().find(|(k, _)| k.ends_with("/deviceID")).map(|(_, v)| v.clone()).unwrap_or_default(),
+            );
+            let Some(state) = call_state(sh, &device, &call) else {
+                reply("CSTAErrorCode", "<operation>invalidCallID</operation>");
+                return;
+            };
+            let ok = match (req.root.as_str(), state) {
+                ("AnswerCall", CallState::Alerting) => {
+                    set_state(sh, &device, &call, CallState::Connected);
+                    emit(sh, &device, "EstablishedEvent", &format!("{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>", conn("establishedConnection", &call, &device), dev("answeringDevice", &device)));
+                    true
+                }
+                ("ClearConnection", _) => {
+                    remove_call(sh, &device, &call);
+                    emit(sh, &device, "ConnectionClearedEvent", &format!("{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>", conn("droppedConnection", &call, &device), dev("releasingDevice", &device)));
+                    true
+                }
+                ("HoldCall", CallState::Connected) => {
+                    set_state(sh, &device, &call, CallState::Hold);
+                    emit(sh, &device, "HeldEvent", &format!("{}{}<localConnectionInfo>hold</localConnectionInfo><cause>newCall</cause>", conn("heldConnection", &call, &device), dev("holdingDevice", &device)));
+                    true
+                }
+                ("RetrieveCall", CallState::Hold) => {
+                    set_state(sh, &device, &call, CallState::Connected);
+                    emit(sh, &device, "RetrievedEvent", &format!("{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>", conn("retrievedConnection", &call, &device), dev("retrievingDevice", &device)));
+                    true
+                }
+                _ => false,
+            };
+            if ok {
+                reply(&format!("{}Response", req.root), "");
+            } else {
+                reply("CSTAErrorCode", "<stateIncompatibility>invalidObjectState</stateIncompatibility>");
+            }
+        }
+        other => {
+            debug!(request = other, "simulator: unsupported request");
+            reply("CSTAErrorCode", "<operation>serviceNotSupported</operation>");
+        }
+    }
+}
+
+fn esc(s: &str) -> String {
+    let mut b = BytesMut::new();
+    escape_into(s, &mut b);
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+fn doc(ns: &str, root: &str, inner: &str) -> String {
+    if ns.is_empty() {
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><{root}>{inner}</{root}>")
+    } else {
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><{root} xmlns=\"{ns}\">{inner}</{root}>")
+    }
+}
+
+fn frame(invoke: InvokeId, body: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() + 8);
+    if encode_frame(invoke, body.as_bytes(), &mut out).is_err() {
+        warn!("simulator: document too large for a frame");
+    }
+    out.freeze()
+}
+
+fn event_frame(ns: &str, name: &str, xref: &str, inner: &str) -> Bytes {
+    let body = doc(
+        ns,
+        name,
+        &format!("<monitorCrossRefID>{xref}</monitorCrossRefID>{inner}"),
+    );
+    frame(crate::codec::framing::EVENT_INVOKE_ID, &body)
+}
+
+fn conn(tag: &str, call: &str, device: &str) -> String {
+    format!("<{tag}><callID>{call}</callID><deviceID>{}</deviceID></{tag}>", esc(device))
+}
+
+fn dev(tag: &str, id: &str) -> String {
+    format!("<{tag}><deviceIdentifier>{}</deviceIdentifier></{tag}>", esc(id))
+}
+
+/// An external number in OSV style (`N<+49…>;displayNumber=…`), exercising escaping and parsing.
+fn external(sh: &Shared) -> String {
+    let n: u32 = lock(&sh.rng).random_range(1_000_000..9_999_999);
+    format!("N<+4930{n}>;displayNumber=030{n};noa=nk")
+}
+
+fn new_call_id(sh: &Shared) -> String {
+    format!("FF00010000000000{:016X}", sh.next_call.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Sends an event if `device` is monitored on the current connection.
+fn emit(sh: &Shared, device: &str, name: &str, inner: &str) {
+    let guard = lock(&sh.conn);
+    let Some(c) = guard.as_ref() else { return };
+    let Some(xref) = c.monitors.get(device) else {
+        return;
+    };
+    if c.tx.send(Wire::Frame(event_frame(&sh.cfg.namespace, name, xref, inner))).is_ok() {
+        sh.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn add_call(sh: &Shared, device: &str, id: &str, state: CallState) {
+    lock(&sh.calls).entry(device.to_string()).or_default().push(SimCall {
+        id: id.to_string(),
+        state,
+    });
+}
+
+fn call_state(sh: &Shared, device: &str, id: &str) -> Option<CallState> {
+    lock(&sh.calls).get(device)?.iter().find(|c| c.id == id).map(|c| c.state)
+}
+
+fn set_state(sh: &Shared, device: &str, id: &str, state: CallState) {
+    if let Some(c) = lock(&sh.calls).get_mut(device).and_then(|v| v.iter_mut().find(|c| c.id == id)) {
+        c.state = state;
+    }
+}
+
+fn remove_call(sh: &Shared, device: &str, id: &str) -> bool {
+    match lock(&sh.calls).get_mut(device) {
+        Some(v) => {
+            let before = v.len();
+            v.retain(|c| c.id != id);
+            before != v.len()
+        }
+        None => false,
+    }
+}
+
+async fn generate(sh: Arc<Shared>) {
+    let period = Duration::from_secs_f64(1.0 / sh.cfg.rate.max(0.001));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut next_dev = 0usize;
+    loop {
+        tokio::select! {
+            _ = sh.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if sh.paused.load(Ordering::Relaxed) || sh.cfg.devices.is_empty() {
+            continue;
+        }
+        // Round-robin over idle devices so every device (and so every Login ID) gets calls.
+        let n = sh.cfg.devices.len();
+        let idle = (0..n)
+            .map(|k| (next_dev + k) % n)
+            .find(|&i| lock(&sh.calls).get(&sh.cfg.devices[i]).is_none_or(Vec::is_empty));
+        let Some(i) = idle else { continue };
+        next_dev = (i + 1) % n;
+        let scenario = {
+            let mut rng = lock(&sh.rng);
+            Scenario::ALL[rng.random_range(0..Scenario::ALL.len())]
+        };
+        tokio::spawn(play(sh.clone(), sh.cfg.devices[i].clone(), scenario, None));
+    }
+}
+
+async fn play(sh: Arc<Shared>, device: String, scenario: Scenario, to: Option<String>) {
+    match scenario {
+        Scenario::InboundAnswered => inbound(sh, device, None, true, false, None).await,
+        Scenario::InboundMissed => inbound(sh, device, None, false, false, None).await,
+        Scenario::HoldRetrieve => inbound(sh, device, None, true, true, None).await,
+        Scenario::BlindTransfer => {
+            let target = sh.cfg.devices.iter().find(|d| **d != device).cloned();
+            inbound(sh, device, None, true, false, target).await
+        }
+        Scenario::OutboundAnswered => {
+            let to = to.unwrap_or_else(|| external(&sh));
+            outbound(sh, device, to, None, true, false).await
+        }
+        Scenario::OutboundUnanswered => {
+            let to = to.unwrap_or_else(|| external(&sh));
+            outbound(sh, device, to, None, false, false).await
+        }
+    }
+}
+
+/// An external caller rings `device`.
+async fn inbound(
+    sh: Arc<Shared>,
+    device: String,
+    caller: Option<String>,
+    answer: bool,
+    hold: bool,
+    transfer_to: Option<String>,
+) {
+    let t = sh.cfg.timing;
+    let caller = caller.unwrap_or_else(|| external(&sh));
+    let call = new_call_id(&sh);
+    add_call(&sh, &device, &call, CallState::Alerting);
+    emit(&sh, &device, "DeliveredEvent", &format!(
+        "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>alerting</localConnectionInfo><cause>newCall</cause>",
+        conn("connection", &call, &device), dev("alertingDevice", &device), dev("callingDevice", &caller), dev("calledDevice", &device)));
+    tokio::time::sleep(t.ring).await;
+    // The gateway may have answered (AnswerCall) or cleared the call meanwhile.
+    match call_state(&sh, &device, &call) {
+        None => return,
+        Some(CallState::Alerting) if !answer => {
+            remove_call(&sh, &device, &call);
+            emit(&sh, &device, "ConnectionClearedEvent", &format!(
+                "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+                conn("droppedConnection", &call, &caller), dev("releasingDevice", &caller)));
+            return;
+        }
+        Some(CallState::Alerting) => {
+            set_state(&sh, &device, &call, CallState::Connected);
+            emit(&sh, &device, "EstablishedEvent", &format!(
+                "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+                conn("establishedConnection", &call, &device), dev("answeringDevice", &device), dev("callingDevice", &caller), dev("calledDevice", &device)));
+        }
+        Some(_) => {}
+    }
+    tokio::time::sleep(t.talk / 2).await;
+    if hold && call_state(&sh, &device, &call) == Some(CallState::Connected) {
+        set_state(&sh, &device, &call, CallState::Hold);
+        emit(&sh, &device, "HeldEvent", &format!(
+            "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>newCall</cause>",
+            conn("heldConnection", &call, &device), dev("holdingDevice", &device)));
+        tokio::time::sleep(t.talk / 2).await;
+        if call_state(&sh, &device, &call) == Some(CallState::Hold) {
+            set_state(&sh, &device, &call, CallState::Connected);
+            emit(&sh, &device, "RetrievedEvent", &format!(
+                "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+                conn("retrievedConnection", &call, &device), dev("retrievingDevice", &device)));
+        }
+    }
+    if let Some(target) = transfer_to
+        && call_state(&sh, &device, &call) == Some(CallState::Connected)
+    {
+        let new_call = new_call_id(&sh);
+        remove_call(&sh, &device, &call);
+        emit(&sh, &device, "TransferedEvent", &format!(
+            "{}{}{}<transferredConnections><connectionListItem>{}{}</connectionListItem></transferredConnections><localConnectionInfo>null</localConnectionInfo><cause>singleStepTransfer</cause>",
+            conn("primaryOldCall", &call, &device), dev("transferringDevice", &device), dev("transferredToDevice", &target),
+            conn("newConnection", &new_call, &target), conn("oldConnection", &call, &caller)));
+        tokio::time::sleep(t.step).await;
+        Box::pin(transferred_in(sh, target, new_call, caller, device)).await;
+        return;
+    }
+    tokio::time::sleep(t.talk / 2).await;
+    if remove_call(&sh, &device, &call) {
+        emit(&sh, &device, "ConnectionClearedEvent", &format!(
+            "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+            conn("droppedConnection", &call, &caller), dev("releasingDevice", &caller)));
+    }
+}
+
+/// The leg arriving at the transfer target.
+async fn transferred_in(sh: Arc<Shared>, device: String, call: String, caller: String, from: String) {
+    let t = sh.cfg.timing;
+    add_call(&sh, &device, &call, CallState::Alerting);
+    emit(&sh, &device, "DeliveredEvent", &format!(
+        "{}{}{}{}{}<localConnectionInfo>alerting</localConnectionInfo><cause>singleStepTransfer</cause>",
+        conn("connection", &call, &device), dev("alertingDevice", &device), dev("callingDevice", &caller), dev("calledDevice", &device),
+        format_args!("<lastRedirectionDevice><numberDialed>{}</numberDialed></lastRedirectionDevice>", esc(&from))));
+    tokio::time::sleep(t.ring).await;
+    if call_state(&sh, &device, &call) == Some(CallState::Alerting) {
+        set_state(&sh, &device, &call, CallState::Connected);
+        emit(&sh, &device, "EstablishedEvent", &format!(
+            "{}{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>singleStepTransfer</cause>",
+            conn("establishedConnection", &call, &device), dev("answeringDevice", &device), dev("callingDevice", &caller), dev("calledDevice", &device)));
+    }
+    tokio::time::sleep(t.talk).await;
+    if remove_call(&sh, &device, &call) {
+        emit(&sh, &device, "ConnectionClearedEvent", &format!(
+            "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+            conn("droppedConnection", &call, &caller), dev("releasingDevice", &caller)));
+    }
+}
+
+/// `device` calls `to`.
+async fn outbound(
+    sh: Arc<Shared>,
+    device: String,
+    to: String,
+    call: Option<String>,
+    answered: bool,
+    make_call: bool,
+) {
+    let t = sh.cfg.timing;
+    let call = call.unwrap_or_else(|| new_call_id(&sh));
+    let cause = if make_call { "makeCall" } else { "newCall" };
+    add_call(&sh, &device, &call, CallState::Initiated);
+    emit(&sh, &device, "ServiceInitiatedEvent", &format!(
+        "{}{}<localConnectionInfo>initiated</localConnectionInfo><cause>{cause}</cause>",
+        conn("initiatedConnection", &call, &device), dev("initiatingDevice", &device)));
+    tokio::time::sleep(t.step).await;
+    if call_state(&sh, &device, &call).is_none() {
+        return;
+    }
+    set_state(&sh, &device, &call, CallState::Connected);
+    emit(&sh, &device, "OriginatedEvent", &format!(
+        "{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>{cause}</cause>",
+        conn("originatedConnection", &call, &device), dev("callingDevice", &device), dev("calledDevice", &to)));
+    tokio::time::sleep(t.step).await;
+    emit(&sh, &device, "DeliveredEvent", &format!(
+        "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+        conn("connection", &call, &to), dev("alertingDevice", &to), dev("callingDevice", &device), dev("calledDevice", &to)));
+    tokio::time::sleep(t.ring).await;
+    if call_state(&sh, &device, &call).is_none() {
+        return;
+    }
+    if answered {
+        emit(&sh, &device, "EstablishedEvent", &format!(
+            "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+            conn("establishedConnection", &call, &to), dev("answeringDevice", &to), dev("callingDevice", &device), dev("calledDevice", &to)));
+        tokio::time::sleep(t.talk).await;
+    }
+    if remove_call(&sh, &device, &call) {
+        emit(&sh, &device, "ConnectionClearedEvent", &format!(
+            "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+            conn("droppedConnection", &call, &device), dev("releasingDevice", &device)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::xml::{self, Message};
+
+    #[test]
+    fn event_frames_decode_with_the_gateway_decoder() {
+        let f = event_frame(
+            crate::codec::xml::encode::ns::ED4,
+            "DeliveredEvent",
+            "1001",
+            &format!("{}{}", conn("connection", "c1", "4001"), dev("callingDevice", "N<+4930123>;noa=nk")),
+        );
+        let mut d = Deframer::new(65535);
+        d.push(&f);
+        let fr = d.next_frame().unwrap().unwrap();
+        assert!(fr.invoke_id.is_event());
+        let Message::Event(e) = xml::decode(&fr.body).unwrap().message else {
+            panic!()
+        };
+        assert_eq!(e.cross_ref.as_deref(), Some("1001"));
+        assert_eq!(e.calling, Some(xml::Device::Id("N<+4930123>;noa=nk".into())));
+    }
+
+    #[test]
+    fn requests_parse_with_quick_xml() {
+        let r = parse_request(b"<?xml version='1.0'?><MakeCall xmlns='urn:x'><callingDevice>4001</callingDevice><calledDirectoryNumber>+49 &amp; 1</calledDirectoryNumber></MakeCall>").unwrap();
+        assert_eq!(r.root, "MakeCall");
+        assert_eq!(r.get("calledDirectoryNumber"), Some("+49 & 1"));
+        let r = parse_request(b"<AnswerCall><callToBeAnswered><callID>7</callID><deviceID>4001</deviceID></callToBeAnswered></AnswerCall>").unwrap();
+        assert_eq!(r.get("callToBeAnswered/callID"), Some("7"));
+    }
+}

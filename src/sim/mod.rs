@@ -1,0 +1,3 @@
+//! PBX simulators for the demo, the integration tests, the load generator and the benches.
+
+pub mod csta_xml;
