@@ -6,6 +6,8 @@
 pub mod api;
 pub mod codec;
 pub mod config;
+pub mod connector;
+pub mod demo;
 pub mod gateway;
 pub mod hub;
 pub mod link;

@@ -1,1 +1,342 @@
-fn main(){}
+//! The `ctigate` command line.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use ctigate::config::{Config, ConfigError, Dialect};
+use ctigate::gateway::{Gateway, StartOptions};
+use ctigate::sim::csta_xml::{SimConfig, Simulator, Timing};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "ctigate", version, about = "CTI gateway: PBX call-control protocols in, Login-ID keyed event streams out")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway.
+    Run {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file; prints every problem and exits non-zero if there is one.
+    CheckConfig {
+        /// Configuration file.
+        file: PathBuf,
+    },
+    /// Generate a development CA, a server and a client certificate.
+    GenCerts {
+        /// Output directory.
+        dir: PathBuf,
+        /// Extra DNS names or IP addresses for the server certificate.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Common name of the client certificate.
+        #[arg(long, default_value = "ctigate-connector")]
+        client_name: String,
+    },
+    /// Run a PBX simulator.
+    Sim {
+        #[command(subcommand)]
+        proto: SimCmd,
+    },
+    /// Gateway + simulated PBX + console connector in one process.
+    Demo {
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Number of Login IDs.
+        #[arg(long, default_value_t = 5)]
+        logins: usize,
+        /// Simulated calls per second.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        /// Connector API address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        api_listen: String,
+        /// Ops address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        ops_listen: String,
+    },
+    /// Console connector for a running gateway.
+    Connect {
+        /// wss://host:port/v1/stream
+        url: String,
+        /// Bearer token.
+        #[arg(long, env = "CTIGATE_TOKEN")]
+        token: String,
+        /// Login IDs to serve.
+        #[arg(long = "login", required = true)]
+        logins: Vec<String>,
+        /// CA certificate of the gateway (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Client certificate, when the gateway requires mTLS.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// Client key.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Place a call once connected: LOGIN=NUMBER.
+        #[arg(long)]
+        call: Option<String>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tokens for `[[connector]]`.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Login IDs.
+    LoginId {
+        #[command(subcommand)]
+        cmd: LoginIdCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCmd {
+    /// A CSTA XML (ECMA-323) PBX.
+    CstaXml {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:1040")]
+        listen: String,
+        /// Number of devices.
+        #[arg(long, default_value_t = 10)]
+        devices: u32,
+        /// First device number.
+        #[arg(long, default_value_t = 4001)]
+        first_device: u32,
+        /// New calls per second.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// How the session opens.
+        #[arg(long, value_enum, default_value_t = SimDialect::Osv)]
+        dialect: SimDialect,
+        /// Namespace edition: ed2..ed6 or none.
+        #[arg(long, default_value = "ed4")]
+        namespace: String,
+        /// TLS certificate (PEM); plain TCP without it.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Ringing time, ms.
+        #[arg(long, default_value_t = 1500)]
+        ring_ms: u64,
+        /// Talk time, ms.
+        #[arg(long, default_value_t = 3000)]
+        talk_ms: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SimDialect {
+    Osv,
+    RequestSystemStatus,
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Generate a token and print it with its SHA-256 for the config.
+    New,
+}
+
+#[derive(Subcommand)]
+enum LoginIdCmd {
+    /// Generate Login IDs (20 uppercase letters and digits from the OS CSPRNG).
+    New {
+        /// How many.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+}
+
+fn init_logs(format: LogFormat, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().flatten_event(true).init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run { config } => {
+            init_logs(cli.log_format, "info");
+            let cfg = load(&config)?;
+            let gw = Gateway::start(&cfg, StartOptions::default()).await?;
+            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            gw.stop().await;
+        }
+        Cmd::CheckConfig { file } => match Config::load(&file) {
+            Ok(cfg) => println!(
+                "{}: OK ({} PBX link(s), {} Login ID(s), {} connector credential(s))",
+                file.display(),
+                cfg.pbx.len(),
+                cfg.login.len(),
+                cfg.connector.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        },
+        Cmd::GenCerts { dir, sans, client_name } => {
+            let certs = ctigate::tls::DevCerts::generate(&sans, &client_name)?;
+            for f in certs.write(&dir)? {
+                println!("wrote {}", f.display());
+            }
+            println!("These are development certificates; see certs/README.md for production use.");
+        }
+        Cmd::Sim { proto: SimCmd::CstaXml { listen, devices, first_device, rate, dialect, namespace, tls_cert, tls_key, ring_ms, talk_ms } } => {
+            init_logs(cli.log_format, "info");
+            let namespace = ctigate::config::namespace_uri(&namespace).map_err(anyhow::Error::msg)?;
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(ctigate::tls::server_config_from_files(&c, &k, None)?),
+                _ => None,
+            };
+            let sim = Simulator::start(SimConfig {
+                listen,
+                devices: SimConfig::numbered_devices(first_device, devices),
+                rate,
+                dialect: match dialect {
+                    SimDialect::Osv => Dialect::Osv,
+                    SimDialect::RequestSystemStatus => Dialect::RequestSystemStatus,
+                },
+                namespace,
+                tls,
+                timing: Timing { step: Duration::from_millis(100), ring: Duration::from_millis(ring_ms), talk: Duration::from_millis(talk_ms) },
+                seed: rand::random(),
+            })
+            .await
+            .context("starting the simulator")?;
+            println!("CSTA XML simulator on {} with devices {}..{}", sim.addr, first_device, first_device + devices.saturating_sub(1));
+            tokio::signal::ctrl_c().await?;
+            sim.stop();
+        }
+        Cmd::Demo { json, duration, logins, rate, api_listen, ops_listen } => {
+            init_logs(cli.log_format, "warn");
+            if logins == 0 {
+                bail!("--logins must be at least 1");
+            }
+            ctigate::demo::run(ctigate::demo::DemoOptions {
+                json,
+                duration: duration.map(Duration::from_secs),
+                logins,
+                rate,
+                api_listen,
+                ops_listen,
+            })
+            .await?;
+        }
+        Cmd::Connect { url, token, logins, ca, cert, key, call, json } => {
+            init_logs(cli.log_format, "warn");
+            let tls = ctigate::tls::client_config_from_files(&ca, cert.as_deref(), key.as_deref())?;
+            connect(&url, &token, &logins, tls, call, json).await?;
+        }
+        Cmd::Token { cmd: TokenCmd::New } => {
+            let t = ctigate::api::auth::generate_token();
+            println!("token (give to the connector, keep secret): {t}");
+            println!("token_sha256 (put in [[connector]]):        {}", ctigate::api::auth::token_hash(&t));
+        }
+        Cmd::LoginId { cmd: LoginIdCmd::New { count } } => {
+            for _ in 0..count {
+                println!("{}", ctigate::model::LoginId::generate());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load(path: &std::path::Path) -> Result<Config> {
+    match Config::load(path) {
+        Ok(c) => Ok(c),
+        Err(e @ ConfigError::Invalid { .. }) => bail!("{e}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The console connector: prints every message, reconnects with `resume` after a disconnect.
+async fn connect(
+    url: &str,
+    token: &str,
+    logins: &[String],
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    call: Option<String>,
+    json: bool,
+) -> Result<()> {
+    use ctigate::connector::{Client, ClientError, render};
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut call = call
+        .map(|c| {
+            c.split_once('=')
+                .map(|(l, n)| (l.to_string(), n.to_string()))
+                .context("--call takes LOGIN=NUMBER")
+        })
+        .transpose()?;
+    let show = |v: &serde_json::Value| {
+        if json {
+            println!("{v}");
+        } else {
+            println!("{}", render(v));
+        }
+    };
+    loop {
+        let session = async {
+            let mut c = Client::connect(url, tls.clone()).await?;
+            let w = c.hello(token, logins, &last).await?;
+            show(&w);
+            if let Some((login, to)) = call.take() {
+                c.send(&serde_json::json!({"type":"make_call","id":"cli-1","login_id":login,"to":to})).await?;
+            }
+            loop {
+                let v = c.recv().await?;
+                if let (Some(l), Some(s)) = (v["login_id"].as_str(), v["seq"].as_u64())
+                    && (v["type"] == "event" || v["type"] == "snapshot")
+                {
+                    last.insert(l.to_string(), s);
+                }
+                show(&v);
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), ClientError>(())
+        };
+        let r = tokio::select! {
+            r = session => r,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        match r {
+            Err(ClientError::Refused { code, message }) => bail!("gateway refused: {code}: {message}"),
+            Err(e) => {
+                eprintln!("disconnected: {e}; reconnecting in 1 s and resuming");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Ok(()) => return Ok(()),
+        }
+    }
+}
