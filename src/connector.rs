@@ -239,7 +239,14 @@ pub fn render(v: &Value) -> String {
                 line.push_str(&format!("  {d}"));
             }
             if let Some(c) = v["call_id"].as_str() {
-                let tail: String = c.chars().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: String = c
+                    .chars()
+                    .rev()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 line.push_str(&format!("  call …{tail}"));
             }
             line
@@ -256,7 +263,10 @@ pub fn render(v: &Value) -> String {
                     "{:<22} {} ok{}",
                     s("login_id"),
                     s("command"),
-                    v["call_id"].as_str().map(|c| format!(", call {c}")).unwrap_or_default()
+                    v["call_id"]
+                        .as_str()
+                        .map(|c| format!(", call {c}"))
+                        .unwrap_or_default()
                 )
             } else {
                 format!(
@@ -311,6 +321,12 @@ mod tests {
         let v = json!({"type":"event","login_id":"ABC","seq":3,"event":"delivered","state":"alerting","direction":"inbound",
             "calling":{"number":"+4930123","kind":"international"},"called":{"number":"4001","kind":"extension"},"call_id":"FF0001"});
         let line = render(&v);
-        assert!(line.contains("ABC") && line.contains("delivered") && line.contains("+4930123 → 4001") && line.contains("[alerting]"), "{line}");
+        assert!(
+            line.contains("ABC")
+                && line.contains("delivered")
+                && line.contains("+4930123 → 4001")
+                && line.contains("[alerting]"),
+            "{line}"
+        );
     }
 }

@@ -135,8 +135,16 @@ login_ids = ["*"]
         println!("ctigate demo");
         println!("  PBX simulator (CSTA XML, OSV dialect, TLS): {}", sim.addr);
         println!("  connector API: {url}   token: {token}");
-        println!("  metrics: http://{}/metrics   status: http://{}/", gw.ops_addr, gw.ops_addr);
-        println!("  {} Login IDs on devices {}..{}; Ctrl-C stops.\n", logins.len(), devices[0], devices[devices.len() - 1]);
+        println!(
+            "  metrics: http://{}/metrics   status: http://{}/",
+            gw.ops_addr, gw.ops_addr
+        );
+        println!(
+            "  {} Login IDs on devices {}..{}; Ctrl-C stops.\n",
+            logins.len(),
+            devices[0],
+            devices[devices.len() - 1]
+        );
     }
 
     let stop = CancellationToken::new();
@@ -186,7 +194,11 @@ login_ids = ["*"]
         }
         print(&v, opts.json);
         // Click-to-dial once the first Login ID is live: the make_call round trip.
-        if !call_sent && v["type"] == "status" && v["status"] == "green" && v["login_id"] == names[0].as_str() {
+        if !call_sent
+            && v["type"] == "status"
+            && v["status"] == "green"
+            && v["login_id"] == names[0].as_str()
+        {
             call_sent = true;
             client
                 .send(&json!({"type":"make_call","id":"demo-1","login_id":names[0],"to":"+4930555123"}))
@@ -197,7 +209,10 @@ login_ids = ["*"]
     gw.stop().await;
     sim.stop();
     if !opts.json {
-        println!("\n{events} events for {} Login IDs; stopped cleanly.", seen.len());
+        println!(
+            "\n{events} events for {} Login IDs; stopped cleanly.",
+            seen.len()
+        );
     }
     Ok(())
 }

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "ctigate", version, about = "CTI gateway: PBX call-control protocols in, Login-ID keyed event streams out")]
+#[command(
+    name = "ctigate",
+    version,
+    about = "CTI gateway: PBX call-control protocols in, Login-ID keyed event streams out"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -175,7 +179,12 @@ enum LoginIdCmd {
 fn init_logs(format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    // Colours only on a terminal: journald and log files get plain text.
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().flatten_event(true).init(),
@@ -190,7 +199,9 @@ async fn main() -> Result<()> {
             init_logs(cli.log_format, "info");
             let cfg = load(&config)?;
             let gw = Gateway::start(&cfg, StartOptions::default()).await?;
-            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
             gw.stop().await;
         }
         Cmd::CheckConfig { file } => match Config::load(&file) {
@@ -206,16 +217,35 @@ async fn main() -> Result<()> {
                 std::process::exit(1);
             }
         },
-        Cmd::GenCerts { dir, sans, client_name } => {
+        Cmd::GenCerts {
+            dir,
+            sans,
+            client_name,
+        } => {
             let certs = ctigate::tls::DevCerts::generate(&sans, &client_name)?;
             for f in certs.write(&dir)? {
                 println!("wrote {}", f.display());
             }
             println!("These are development certificates; see certs/README.md for production use.");
         }
-        Cmd::Sim { proto: SimCmd::CstaXml { listen, devices, first_device, rate, dialect, namespace, tls_cert, tls_key, ring_ms, talk_ms } } => {
+        Cmd::Sim {
+            proto:
+                SimCmd::CstaXml {
+                    listen,
+                    devices,
+                    first_device,
+                    rate,
+                    dialect,
+                    namespace,
+                    tls_cert,
+                    tls_key,
+                    ring_ms,
+                    talk_ms,
+                },
+        } => {
             init_logs(cli.log_format, "info");
-            let namespace = ctigate::config::namespace_uri(&namespace).map_err(anyhow::Error::msg)?;
+            let namespace =
+                ctigate::config::namespace_uri(&namespace).map_err(anyhow::Error::msg)?;
             let tls = match (tls_cert, tls_key) {
                 (Some(c), Some(k)) => Some(ctigate::tls::server_config_from_files(&c, &k, None)?),
                 _ => None,
@@ -230,16 +260,32 @@ async fn main() -> Result<()> {
                 },
                 namespace,
                 tls,
-                timing: Timing { step: Duration::from_millis(100), ring: Duration::from_millis(ring_ms), talk: Duration::from_millis(talk_ms) },
+                timing: Timing {
+                    step: Duration::from_millis(100),
+                    ring: Duration::from_millis(ring_ms),
+                    talk: Duration::from_millis(talk_ms),
+                },
                 seed: rand::random(),
             })
             .await
             .context("starting the simulator")?;
-            println!("CSTA XML simulator on {} with devices {}..{}", sim.addr, first_device, first_device + devices.saturating_sub(1));
+            println!(
+                "CSTA XML simulator on {} with devices {}..{}",
+                sim.addr,
+                first_device,
+                first_device + devices.saturating_sub(1)
+            );
             tokio::signal::ctrl_c().await?;
             sim.stop();
         }
-        Cmd::Demo { json, duration, logins, rate, api_listen, ops_listen } => {
+        Cmd::Demo {
+            json,
+            duration,
+            logins,
+            rate,
+            api_listen,
+            ops_listen,
+        } => {
             init_logs(cli.log_format, "warn");
             if logins == 0 {
                 bail!("--logins must be at least 1");
@@ -254,7 +300,16 @@ async fn main() -> Result<()> {
             })
             .await?;
         }
-        Cmd::Connect { url, token, logins, ca, cert, key, call, json } => {
+        Cmd::Connect {
+            url,
+            token,
+            logins,
+            ca,
+            cert,
+            key,
+            call,
+            json,
+        } => {
             init_logs(cli.log_format, "warn");
             let tls = ctigate::tls::client_config_from_files(&ca, cert.as_deref(), key.as_deref())?;
             connect(&url, &token, &logins, tls, call, json).await?;
@@ -262,9 +317,14 @@ async fn main() -> Result<()> {
         Cmd::Token { cmd: TokenCmd::New } => {
             let t = ctigate::api::auth::generate_token();
             println!("token (give to the connector, keep secret): {t}");
-            println!("token_sha256 (put in [[connector]]):        {}", ctigate::api::auth::token_hash(&t));
+            println!(
+                "token_sha256 (put in [[connector]]):        {}",
+                ctigate::api::auth::token_hash(&t)
+            );
         }
-        Cmd::LoginId { cmd: LoginIdCmd::New { count } } => {
+        Cmd::LoginId {
+            cmd: LoginIdCmd::New { count },
+        } => {
             for _ in 0..count {
                 println!("{}", ctigate::model::LoginId::generate());
             }
@@ -312,7 +372,10 @@ async fn connect(
             let w = c.hello(token, logins, &last).await?;
             show(&w);
             if let Some((login, to)) = call.take() {
-                c.send(&serde_json::json!({"type":"make_call","id":"cli-1","login_id":login,"to":to})).await?;
+                c.send(
+                    &serde_json::json!({"type":"make_call","id":"cli-1","login_id":login,"to":to}),
+                )
+                .await?;
             }
             loop {
                 let v = c.recv().await?;
@@ -331,7 +394,9 @@ async fn connect(
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         match r {
-            Err(ClientError::Refused { code, message }) => bail!("gateway refused: {code}: {message}"),
+            Err(ClientError::Refused { code, message }) => {
+                bail!("gateway refused: {code}: {message}")
+            }
             Err(e) => {
                 eprintln!("disconnected: {e}; reconnecting in 1 s and resuming");
                 tokio::time::sleep(Duration::from_secs(1)).await;

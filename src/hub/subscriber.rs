@@ -63,7 +63,7 @@ pub struct SubscriberRx {
 
 impl Subscriber {
     /// A subscriber with a queue of `max_messages` and `max_bytes`.
-    pub fn new(
+    pub fn channel(
         id: u64,
         connector: Arc<str>,
         max_messages: usize,
@@ -186,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn message_bound_kicks() {
-        let mut rx = Subscriber::new(1, Arc::from("c"), 2, 1 << 20);
+        let mut rx = Subscriber::channel(1, Arc::from("c"), 2, 1 << 20);
         assert!(rx.sub.push(msg(1)));
         assert!(rx.sub.push(msg(1)));
         assert!(!rx.sub.push(msg(1)));
@@ -196,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn byte_bound_kicks_and_draining_frees_bytes() {
-        let mut rx = Subscriber::new(1, Arc::from("c"), 100, 10);
+        let mut rx = Subscriber::channel(1, Arc::from("c"), 100, 10);
         assert!(rx.sub.push(msg(6)));
         assert_eq!(rx.sub.queued_bytes(), 6);
         rx.recv().await.unwrap();
@@ -208,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn kick_wakes_a_waiting_receiver() {
-        let mut rx = Subscriber::new(1, Arc::from("c"), 4, 1024);
+        let mut rx = Subscriber::channel(1, Arc::from("c"), 4, 1024);
         let sub = rx.sub.clone();
         let h = tokio::spawn(async move { rx.recv().await });
         tokio::task::yield_now().await;

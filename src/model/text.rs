@@ -1,7 +1,6 @@
 //! [`Text`]: an immutable UTF-8 string that can share the frame buffer it was decoded from.
 
 use bytes::Bytes;
-use std::borrow::Cow;
 use std::fmt;
 
 /// Immutable UTF-8 text backed by [`Bytes`]: cloning is a reference-count bump, and text decoded
@@ -22,19 +21,15 @@ impl Text {
         Text(Bytes::from_static(s.as_bytes()))
     }
 
-    /// Text from a decoded value: shares `frame` when `s` borrows from it, copies otherwise.
-    pub fn from_frame(frame: &Bytes, s: &Cow<'_, str>) -> Text {
-        match s {
-            Cow::Borrowed(b) => {
-                let (start, end) = (frame.as_ptr() as usize, frame.as_ptr() as usize + frame.len());
-                let p = b.as_ptr() as usize;
-                if p >= start && p + b.len() <= end {
-                    Text(frame.slice_ref(b.as_bytes()))
-                } else {
-                    Text::from(*b)
-                }
-            }
-            Cow::Owned(o) => Text::from(o.as_str()),
+    /// Text from a decoded value: shares `frame` when `s` lies inside it (a value borrowed from
+    /// the frame), copies otherwise (a value that had references resolved).
+    pub fn from_frame(frame: &Bytes, s: &str) -> Text {
+        let start = frame.as_ptr() as usize;
+        let p = s.as_ptr() as usize;
+        if p >= start && p + s.len() <= start + frame.len() {
+            Text(frame.slice_ref(s.as_bytes()))
+        } else {
+            Text::from(s)
         }
     }
 
@@ -126,6 +121,7 @@ impl<'de> serde::Deserialize<'de> for Text {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     #[test]
     fn shares_the_frame_when_borrowed() {

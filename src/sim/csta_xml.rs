@@ -242,6 +242,11 @@ impl Simulator {
         lock(&self.sh.calls).get(device).map_or(0, Vec::len)
     }
 
+    /// Forgets every call without sending an event, as a PBX restart loses them.
+    pub fn forget_calls(&self) {
+        lock(&self.sh.calls).clear();
+    }
+
     /// Stops accepting, generating and serving.
     pub fn stop(&self) {
         self.sh.stop.cancel();
@@ -414,7 +419,9 @@ fn parse_request(xml: &[u8]) -> Option<Req> {
                 let t = text.trim().to_string();
                 if !t.is_empty() {
                     if let Some(parent) = stack.last() {
-                        leaves.entry(format!("{parent}/{name}")).or_insert_with(|| t.clone());
+                        leaves
+                            .entry(format!("{parent}/{name}"))
+                            .or_insert_with(|| t.clone());
                     }
                     leaves.entry(name).or_insert(t);
                 }
@@ -430,7 +437,13 @@ fn parse_request(xml: &[u8]) -> Option<Req> {
     })
 }
 
-fn handle(sh: &Arc<Shared>, conn_id: u64, tx: &mpsc::UnboundedSender<Wire>, invoke: InvokeId, body: &[u8]) {
+fn handle(
+    sh: &Arc<Shared>,
+    conn_id: u64,
+    tx: &mpsc::UnboundedSender<Wire>,
+    invoke: InvokeId,
+    body: &[u8],
+) {
     let ns = sh.cfg.namespace.clone();
     let reply = |root: &str, inner: &str| {
         let _ = tx.send(Wire::Frame(frame(invoke, &doc(&ns, root, inner))));
@@ -447,9 +460,10 @@ fn handle(sh: &Arc<Shared>, conn_id: u64, tx: &mpsc::UnboundedSender<Wire>, invo
             "SystemRegisterResponse",
             "<sysStatRegisterID>1</sysStatRegisterID>",
         ),
-        "RequestSystemStatus" => {
-            reply("RequestSystemStatusResponse", "<systemStatus>normal</systemStatus>")
-        }
+        "RequestSystemStatus" => reply(
+            "RequestSystemStatusResponse",
+            "<systemStatus>normal</systemStatus>",
+        ),
         "MonitorStart" => {
             let device = req.get("deviceObject").unwrap_or("").to_string();
             if !sh.cfg.devices.contains(&device) {
@@ -462,7 +476,9 @@ fn handle(sh: &Arc<Shared>, conn_id: u64, tx: &mpsc::UnboundedSender<Wire>, invo
             }
             reply(
                 "MonitorStartResponse",
-                &format!("<monitorCrossRefID>{xref}</monitorCrossRefID><monitorExistingCalls>true</monitorExistingCalls>"),
+                &format!(
+                    "<monitorCrossRefID>{xref}</monitorCrossRefID><monitorExistingCalls>true</monitorExistingCalls>"
+                ),
             );
         }
         "MonitorStop" => {
@@ -495,20 +511,41 @@ fn handle(sh: &Arc<Shared>, conn_id: u64, tx: &mpsc::UnboundedSender<Wire>, invo
             let calling = req.get("callingDevice").unwrap_or("").to_string();
             let called = req.get("calledDirectoryNumber").unwrap_or("").to_string();
             if !sh.cfg.devices.contains(&calling) || called.is_empty() {
-                reply("CSTAErrorCode", "<operation>invalidCallingDevice</operation>");
+                reply(
+                    "CSTAErrorCode",
+                    "<operation>invalidCallingDevice</operation>",
+                );
                 return;
             }
             let call = new_call_id(sh);
             reply(
                 "MakeCallResponse",
-                &format!("<callingDevice><callID>{call}</callID><deviceID>{}</deviceID></callingDevice>", esc(&calling)),
+                &format!(
+                    "<callingDevice><callID>{call}</callID><deviceID>{}</deviceID></callingDevice>",
+                    esc(&calling)
+                ),
             );
-            tokio::spawn(outbound(sh.clone(), calling, called, Some(call), true, true));
+            tokio::spawn(outbound(
+                sh.clone(),
+                calling,
+                called,
+                Some(call),
+                true,
+                true,
+            ));
         }
         "AnswerCall" | "ClearConnection" | "HoldCall" | "RetrieveCall" => {
             let (call, device) = (
-                req.leaves.iter().find(|(k, _)| k.ends_with("/callID")).map(|(_, v)| v.clone()).unwrap_or_default(),
-                req.leaves.iter().find(|(k, _)| k.ends_with("/deviceID")).map(|(_, v)| v.clone()).unwrap_or_default(),
+                req.leaves
+                    .iter()
+                    .find(|(k, _)| k.ends_with("/callID"))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
+                req.leaves
+                    .iter()
+                    .find(|(k, _)| k.ends_with("/deviceID"))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default(),
             );
             let Some(state) = call_state(sh, &device, &call) else {
                 reply("CSTAErrorCode", "<operation>invalidCallID</operation>");
@@ -517,22 +554,58 @@ fn handle(sh: &Arc<Shared>, conn_id: u64, tx: &mpsc::UnboundedSender<Wire>, invo
             let ok = match (req.root.as_str(), state) {
                 ("AnswerCall", CallState::Alerting) => {
                     set_state(sh, &device, &call, CallState::Connected);
-                    emit(sh, &device, "EstablishedEvent", &format!("{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>", conn("establishedConnection", &call, &device), dev("answeringDevice", &device)));
+                    emit(
+                        sh,
+                        &device,
+                        "EstablishedEvent",
+                        &format!(
+                            "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+                            conn("establishedConnection", &call, &device),
+                            dev("answeringDevice", &device)
+                        ),
+                    );
                     true
                 }
                 ("ClearConnection", _) => {
                     remove_call(sh, &device, &call);
-                    emit(sh, &device, "ConnectionClearedEvent", &format!("{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>", conn("droppedConnection", &call, &device), dev("releasingDevice", &device)));
+                    emit(
+                        sh,
+                        &device,
+                        "ConnectionClearedEvent",
+                        &format!(
+                            "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+                            conn("droppedConnection", &call, &device),
+                            dev("releasingDevice", &device)
+                        ),
+                    );
                     true
                 }
                 ("HoldCall", CallState::Connected) => {
                     set_state(sh, &device, &call, CallState::Hold);
-                    emit(sh, &device, "HeldEvent", &format!("{}{}<localConnectionInfo>hold</localConnectionInfo><cause>newCall</cause>", conn("heldConnection", &call, &device), dev("holdingDevice", &device)));
+                    emit(
+                        sh,
+                        &device,
+                        "HeldEvent",
+                        &format!(
+                            "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>newCall</cause>",
+                            conn("heldConnection", &call, &device),
+                            dev("holdingDevice", &device)
+                        ),
+                    );
                     true
                 }
                 ("RetrieveCall", CallState::Hold) => {
                     set_state(sh, &device, &call, CallState::Connected);
-                    emit(sh, &device, "RetrievedEvent", &format!("{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>", conn("retrievedConnection", &call, &device), dev("retrievingDevice", &device)));
+                    emit(
+                        sh,
+                        &device,
+                        "RetrievedEvent",
+                        &format!(
+                            "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+                            conn("retrievedConnection", &call, &device),
+                            dev("retrievingDevice", &device)
+                        ),
+                    );
                     true
                 }
                 _ => false,
@@ -540,12 +613,18 @@ fn handle(sh: &Arc<Shared>, conn_id: u64, tx: &mpsc::UnboundedSender<Wire>, invo
             if ok {
                 reply(&format!("{}Response", req.root), "");
             } else {
-                reply("CSTAErrorCode", "<stateIncompatibility>invalidObjectState</stateIncompatibility>");
+                reply(
+                    "CSTAErrorCode",
+                    "<stateIncompatibility>invalidObjectState</stateIncompatibility>",
+                );
             }
         }
         other => {
             debug!(request = other, "simulator: unsupported request");
-            reply("CSTAErrorCode", "<operation>serviceNotSupported</operation>");
+            reply(
+                "CSTAErrorCode",
+                "<operation>serviceNotSupported</operation>",
+            );
         }
     }
 }
@@ -582,11 +661,17 @@ fn event_frame(ns: &str, name: &str, xref: &str, inner: &str) -> Bytes {
 }
 
 fn conn(tag: &str, call: &str, device: &str) -> String {
-    format!("<{tag}><callID>{call}</callID><deviceID>{}</deviceID></{tag}>", esc(device))
+    format!(
+        "<{tag}><callID>{call}</callID><deviceID>{}</deviceID></{tag}>",
+        esc(device)
+    )
 }
 
 fn dev(tag: &str, id: &str) -> String {
-    format!("<{tag}><deviceIdentifier>{}</deviceIdentifier></{tag}>", esc(id))
+    format!(
+        "<{tag}><deviceIdentifier>{}</deviceIdentifier></{tag}>",
+        esc(id)
+    )
 }
 
 /// An external number in OSV style (`N<+49…>;displayNumber=…`), exercising escaping and parsing.
@@ -596,7 +681,10 @@ fn external(sh: &Shared) -> String {
 }
 
 fn new_call_id(sh: &Shared) -> String {
-    format!("FF00010000000000{:016X}", sh.next_call.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "FF00010000000000{:016X}",
+        sh.next_call.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Sends an event if `device` is monitored on the current connection.
@@ -606,24 +694,42 @@ fn emit(sh: &Shared, device: &str, name: &str, inner: &str) {
     let Some(xref) = c.monitors.get(device) else {
         return;
     };
-    if c.tx.send(Wire::Frame(event_frame(&sh.cfg.namespace, name, xref, inner))).is_ok() {
+    if c.tx
+        .send(Wire::Frame(event_frame(
+            &sh.cfg.namespace,
+            name,
+            xref,
+            inner,
+        )))
+        .is_ok()
+    {
         sh.events.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 fn add_call(sh: &Shared, device: &str, id: &str, state: CallState) {
-    lock(&sh.calls).entry(device.to_string()).or_default().push(SimCall {
-        id: id.to_string(),
-        state,
-    });
+    lock(&sh.calls)
+        .entry(device.to_string())
+        .or_default()
+        .push(SimCall {
+            id: id.to_string(),
+            state,
+        });
 }
 
 fn call_state(sh: &Shared, device: &str, id: &str) -> Option<CallState> {
-    lock(&sh.calls).get(device)?.iter().find(|c| c.id == id).map(|c| c.state)
+    lock(&sh.calls)
+        .get(device)?
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| c.state)
 }
 
 fn set_state(sh: &Shared, device: &str, id: &str, state: CallState) {
-    if let Some(c) = lock(&sh.calls).get_mut(device).and_then(|v| v.iter_mut().find(|c| c.id == id)) {
+    if let Some(c) = lock(&sh.calls)
+        .get_mut(device)
+        .and_then(|v| v.iter_mut().find(|c| c.id == id))
+    {
         c.state = state;
     }
 }
@@ -654,9 +760,11 @@ async fn generate(sh: Arc<Shared>) {
         }
         // Round-robin over idle devices so every device (and so every Login ID) gets calls.
         let n = sh.cfg.devices.len();
-        let idle = (0..n)
-            .map(|k| (next_dev + k) % n)
-            .find(|&i| lock(&sh.calls).get(&sh.cfg.devices[i]).is_none_or(Vec::is_empty));
+        let idle = (0..n).map(|k| (next_dev + k) % n).find(|&i| {
+            lock(&sh.calls)
+                .get(&sh.cfg.devices[i])
+                .is_none_or(Vec::is_empty)
+        });
         let Some(i) = idle else { continue };
         next_dev = (i + 1) % n;
         let scenario = {
@@ -700,40 +808,79 @@ async fn inbound(
     let caller = caller.unwrap_or_else(|| external(&sh));
     let call = new_call_id(&sh);
     add_call(&sh, &device, &call, CallState::Alerting);
-    emit(&sh, &device, "DeliveredEvent", &format!(
-        "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>alerting</localConnectionInfo><cause>newCall</cause>",
-        conn("connection", &call, &device), dev("alertingDevice", &device), dev("callingDevice", &caller), dev("calledDevice", &device)));
+    emit(
+        &sh,
+        &device,
+        "DeliveredEvent",
+        &format!(
+            "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>alerting</localConnectionInfo><cause>newCall</cause>",
+            conn("connection", &call, &device),
+            dev("alertingDevice", &device),
+            dev("callingDevice", &caller),
+            dev("calledDevice", &device)
+        ),
+    );
     tokio::time::sleep(t.ring).await;
     // The gateway may have answered (AnswerCall) or cleared the call meanwhile.
     match call_state(&sh, &device, &call) {
         None => return,
         Some(CallState::Alerting) if !answer => {
             remove_call(&sh, &device, &call);
-            emit(&sh, &device, "ConnectionClearedEvent", &format!(
-                "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-                conn("droppedConnection", &call, &caller), dev("releasingDevice", &caller)));
+            emit(
+                &sh,
+                &device,
+                "ConnectionClearedEvent",
+                &format!(
+                    "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+                    conn("droppedConnection", &call, &caller),
+                    dev("releasingDevice", &caller)
+                ),
+            );
             return;
         }
         Some(CallState::Alerting) => {
             set_state(&sh, &device, &call, CallState::Connected);
-            emit(&sh, &device, "EstablishedEvent", &format!(
-                "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-                conn("establishedConnection", &call, &device), dev("answeringDevice", &device), dev("callingDevice", &caller), dev("calledDevice", &device)));
+            emit(
+                &sh,
+                &device,
+                "EstablishedEvent",
+                &format!(
+                    "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+                    conn("establishedConnection", &call, &device),
+                    dev("answeringDevice", &device),
+                    dev("callingDevice", &caller),
+                    dev("calledDevice", &device)
+                ),
+            );
         }
         Some(_) => {}
     }
     tokio::time::sleep(t.talk / 2).await;
     if hold && call_state(&sh, &device, &call) == Some(CallState::Connected) {
         set_state(&sh, &device, &call, CallState::Hold);
-        emit(&sh, &device, "HeldEvent", &format!(
-            "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>newCall</cause>",
-            conn("heldConnection", &call, &device), dev("holdingDevice", &device)));
+        emit(
+            &sh,
+            &device,
+            "HeldEvent",
+            &format!(
+                "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>newCall</cause>",
+                conn("heldConnection", &call, &device),
+                dev("holdingDevice", &device)
+            ),
+        );
         tokio::time::sleep(t.talk / 2).await;
         if call_state(&sh, &device, &call) == Some(CallState::Hold) {
             set_state(&sh, &device, &call, CallState::Connected);
-            emit(&sh, &device, "RetrievedEvent", &format!(
-                "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-                conn("retrievedConnection", &call, &device), dev("retrievingDevice", &device)));
+            emit(
+                &sh,
+                &device,
+                "RetrievedEvent",
+                &format!(
+                    "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+                    conn("retrievedConnection", &call, &device),
+                    dev("retrievingDevice", &device)
+                ),
+            );
         }
     }
     if let Some(target) = transfer_to
@@ -741,42 +888,92 @@ async fn inbound(
     {
         let new_call = new_call_id(&sh);
         remove_call(&sh, &device, &call);
-        emit(&sh, &device, "TransferedEvent", &format!(
-            "{}{}{}<transferredConnections><connectionListItem>{}{}</connectionListItem></transferredConnections><localConnectionInfo>null</localConnectionInfo><cause>singleStepTransfer</cause>",
-            conn("primaryOldCall", &call, &device), dev("transferringDevice", &device), dev("transferredToDevice", &target),
-            conn("newConnection", &new_call, &target), conn("oldConnection", &call, &caller)));
+        emit(
+            &sh,
+            &device,
+            "TransferedEvent",
+            &format!(
+                "{}{}{}<transferredConnections><connectionListItem>{}{}</connectionListItem></transferredConnections><localConnectionInfo>null</localConnectionInfo><cause>singleStepTransfer</cause>",
+                conn("primaryOldCall", &call, &device),
+                dev("transferringDevice", &device),
+                dev("transferredToDevice", &target),
+                conn("newConnection", &new_call, &target),
+                conn("oldConnection", &call, &caller)
+            ),
+        );
         tokio::time::sleep(t.step).await;
         Box::pin(transferred_in(sh, target, new_call, caller, device)).await;
         return;
     }
     tokio::time::sleep(t.talk / 2).await;
     if remove_call(&sh, &device, &call) {
-        emit(&sh, &device, "ConnectionClearedEvent", &format!(
-            "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-            conn("droppedConnection", &call, &caller), dev("releasingDevice", &caller)));
+        emit(
+            &sh,
+            &device,
+            "ConnectionClearedEvent",
+            &format!(
+                "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+                conn("droppedConnection", &call, &caller),
+                dev("releasingDevice", &caller)
+            ),
+        );
     }
 }
 
 /// The leg arriving at the transfer target.
-async fn transferred_in(sh: Arc<Shared>, device: String, call: String, caller: String, from: String) {
+async fn transferred_in(
+    sh: Arc<Shared>,
+    device: String,
+    call: String,
+    caller: String,
+    from: String,
+) {
     let t = sh.cfg.timing;
     add_call(&sh, &device, &call, CallState::Alerting);
-    emit(&sh, &device, "DeliveredEvent", &format!(
-        "{}{}{}{}{}<localConnectionInfo>alerting</localConnectionInfo><cause>singleStepTransfer</cause>",
-        conn("connection", &call, &device), dev("alertingDevice", &device), dev("callingDevice", &caller), dev("calledDevice", &device),
-        format_args!("<lastRedirectionDevice><numberDialed>{}</numberDialed></lastRedirectionDevice>", esc(&from))));
+    emit(
+        &sh,
+        &device,
+        "DeliveredEvent",
+        &format!(
+            "{}{}{}{}{}<localConnectionInfo>alerting</localConnectionInfo><cause>singleStepTransfer</cause>",
+            conn("connection", &call, &device),
+            dev("alertingDevice", &device),
+            dev("callingDevice", &caller),
+            dev("calledDevice", &device),
+            format_args!(
+                "<lastRedirectionDevice><numberDialed>{}</numberDialed></lastRedirectionDevice>",
+                esc(&from)
+            )
+        ),
+    );
     tokio::time::sleep(t.ring).await;
     if call_state(&sh, &device, &call) == Some(CallState::Alerting) {
         set_state(&sh, &device, &call, CallState::Connected);
-        emit(&sh, &device, "EstablishedEvent", &format!(
-            "{}{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>singleStepTransfer</cause>",
-            conn("establishedConnection", &call, &device), dev("answeringDevice", &device), dev("callingDevice", &caller), dev("calledDevice", &device)));
+        emit(
+            &sh,
+            &device,
+            "EstablishedEvent",
+            &format!(
+                "{}{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>singleStepTransfer</cause>",
+                conn("establishedConnection", &call, &device),
+                dev("answeringDevice", &device),
+                dev("callingDevice", &caller),
+                dev("calledDevice", &device)
+            ),
+        );
     }
     tokio::time::sleep(t.talk).await;
     if remove_call(&sh, &device, &call) {
-        emit(&sh, &device, "ConnectionClearedEvent", &format!(
-            "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-            conn("droppedConnection", &call, &caller), dev("releasingDevice", &caller)));
+        emit(
+            &sh,
+            &device,
+            "ConnectionClearedEvent",
+            &format!(
+                "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+                conn("droppedConnection", &call, &caller),
+                dev("releasingDevice", &caller)
+            ),
+        );
     }
 }
 
@@ -793,35 +990,78 @@ async fn outbound(
     let call = call.unwrap_or_else(|| new_call_id(&sh));
     let cause = if make_call { "makeCall" } else { "newCall" };
     add_call(&sh, &device, &call, CallState::Initiated);
-    emit(&sh, &device, "ServiceInitiatedEvent", &format!(
-        "{}{}<localConnectionInfo>initiated</localConnectionInfo><cause>{cause}</cause>",
-        conn("initiatedConnection", &call, &device), dev("initiatingDevice", &device)));
+    emit(
+        &sh,
+        &device,
+        "ServiceInitiatedEvent",
+        &format!(
+            "{}{}<localConnectionInfo>initiated</localConnectionInfo><cause>{cause}</cause>",
+            conn("initiatedConnection", &call, &device),
+            dev("initiatingDevice", &device)
+        ),
+    );
     tokio::time::sleep(t.step).await;
     if call_state(&sh, &device, &call).is_none() {
         return;
     }
     set_state(&sh, &device, &call, CallState::Connected);
-    emit(&sh, &device, "OriginatedEvent", &format!(
-        "{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>{cause}</cause>",
-        conn("originatedConnection", &call, &device), dev("callingDevice", &device), dev("calledDevice", &to)));
+    emit(
+        &sh,
+        &device,
+        "OriginatedEvent",
+        &format!(
+            "{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>{cause}</cause>",
+            conn("originatedConnection", &call, &device),
+            dev("callingDevice", &device),
+            dev("calledDevice", &to)
+        ),
+    );
     tokio::time::sleep(t.step).await;
-    emit(&sh, &device, "DeliveredEvent", &format!(
-        "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-        conn("connection", &call, &to), dev("alertingDevice", &to), dev("callingDevice", &device), dev("calledDevice", &to)));
+    if call_state(&sh, &device, &call).is_none() {
+        return;
+    }
+    emit(
+        &sh,
+        &device,
+        "DeliveredEvent",
+        &format!(
+            "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+            conn("connection", &call, &to),
+            dev("alertingDevice", &to),
+            dev("callingDevice", &device),
+            dev("calledDevice", &to)
+        ),
+    );
     tokio::time::sleep(t.ring).await;
     if call_state(&sh, &device, &call).is_none() {
         return;
     }
     if answered {
-        emit(&sh, &device, "EstablishedEvent", &format!(
-            "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-            conn("establishedConnection", &call, &to), dev("answeringDevice", &to), dev("callingDevice", &device), dev("calledDevice", &to)));
+        emit(
+            &sh,
+            &device,
+            "EstablishedEvent",
+            &format!(
+                "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
+                conn("establishedConnection", &call, &to),
+                dev("answeringDevice", &to),
+                dev("callingDevice", &device),
+                dev("calledDevice", &to)
+            ),
+        );
         tokio::time::sleep(t.talk).await;
     }
     if remove_call(&sh, &device, &call) {
-        emit(&sh, &device, "ConnectionClearedEvent", &format!(
-            "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-            conn("droppedConnection", &call, &device), dev("releasingDevice", &device)));
+        emit(
+            &sh,
+            &device,
+            "ConnectionClearedEvent",
+            &format!(
+                "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+                conn("droppedConnection", &call, &device),
+                dev("releasingDevice", &device)
+            ),
+        );
     }
 }
 
@@ -836,7 +1076,11 @@ mod tests {
             crate::codec::xml::encode::ns::ED4,
             "DeliveredEvent",
             "1001",
-            &format!("{}{}", conn("connection", "c1", "4001"), dev("callingDevice", "N<+4930123>;noa=nk")),
+            &format!(
+                "{}{}",
+                conn("connection", "c1", "4001"),
+                dev("callingDevice", "N<+4930123>;noa=nk")
+            ),
         );
         let mut d = Deframer::new(65535);
         d.push(&f);
@@ -846,7 +1090,10 @@ mod tests {
             panic!()
         };
         assert_eq!(e.cross_ref.as_deref(), Some("1001"));
-        assert_eq!(e.calling, Some(xml::Device::Id("N<+4930123>;noa=nk".into())));
+        assert_eq!(
+            e.calling,
+            Some(xml::Device::Id("N<+4930123>;noa=nk".into()))
+        );
     }
 
     #[test]

@@ -112,7 +112,10 @@ impl<'a> Event<'a> {
         } else if name == "primaryOldCall" {
             Some(self.old_call.get_or_insert_with(Connection::default))
         } else if name == "secondaryOldCall" {
-            Some(self.secondary_old_call.get_or_insert_with(Connection::default))
+            Some(
+                self.secondary_old_call
+                    .get_or_insert_with(Connection::default),
+            )
         } else {
             None
         }
@@ -227,6 +230,8 @@ fn is_request(name: &str) -> bool {
 }
 
 /// The message being built, chosen by the root's local name.
+// Lives on the stack for one document; boxing the event would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Builder<'a> {
     Event(Event<'a>),
     SystemStatus(Option<Str<'a>>),
@@ -437,10 +442,7 @@ fn decode_str(s: &str) -> Result<Document<'_>, XmlError> {
                 }
                 let value = text.take();
                 if depth > 0 && has_children & (1 << depth) == 0 {
-                    builder.leaf(
-                        &locals[1..=depth],
-                        value.map_or(Cow::Borrowed(""), trim),
-                    );
+                    builder.leaf(&locals[1..=depth], value.map_or(Cow::Borrowed(""), trim));
                 }
                 if depth == 0 {
                     closed = true;
@@ -507,7 +509,10 @@ mod tests {
         assert_eq!(e.kind, EventKind::ServiceInitiated);
         assert_eq!(e.cross_ref.as_deref(), Some("1169730059"));
         let c = e.connection.unwrap();
-        assert_eq!(c.call_id.as_deref(), Some("FF000100000000002D65C85C1C750000"));
+        assert_eq!(
+            c.call_id.as_deref(),
+            Some("FF000100000000002D65C85C1C750000")
+        );
         assert!(matches!(c.call_id, Some(Cow::Borrowed(_))));
         assert_eq!(c.device_id.as_deref(), Some("302118840100"));
         assert_eq!(
@@ -588,7 +593,8 @@ mod tests {
                 value: "resourceBusy".into()
             })
         );
-        let d = decode(b"<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>").unwrap();
+        let d =
+            decode(b"<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>").unwrap();
         assert_eq!(
             d.message,
             Message::SystemStatus {
@@ -599,8 +605,17 @@ mod tests {
         assert_eq!(d.message, Message::Response(Response::Ack));
         let d = decode(b"<SomethingNew><a>1</a></SomethingNew>").unwrap();
         assert_eq!(d.message, Message::Unknown);
-        let d = decode(b"<ButtonPressEvent><monitorCrossRefID>1</monitorCrossRefID></ButtonPressEvent>").unwrap();
-        assert!(matches!(d.message, Message::Event(Event { kind: EventKind::Other, .. })));
+        let d = decode(
+            b"<ButtonPressEvent><monitorCrossRefID>1</monitorCrossRefID></ButtonPressEvent>",
+        )
+        .unwrap();
+        assert!(matches!(
+            d.message,
+            Message::Event(Event {
+                kind: EventKind::Other,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -654,7 +669,10 @@ mod tests {
             XmlError::Doctype
         );
         assert_eq!(decode(b"<a/><b/>").unwrap_err(), XmlError::TrailingContent);
-        assert_eq!(decode(b"<a>&nope;</a>").unwrap_err().kind(), "bad_reference");
+        assert_eq!(
+            decode(b"<a>&nope;</a>").unwrap_err().kind(),
+            "bad_reference"
+        );
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
         assert_eq!(decode(deep.as_bytes()).unwrap_err(), XmlError::TooDeep);
         let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);

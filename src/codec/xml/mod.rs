@@ -108,6 +108,8 @@ fn own(s: Str<'_>) -> Str<'static> {
 }
 
 /// The kinds of CSTA XML messages the gateway distinguishes.
+// Decoded on the stack and consumed at once; boxing the event would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
     /// An unsolicited event (any `*Event` root).

@@ -149,7 +149,11 @@ fn check_name(name: &str, at: usize) -> Result<(), XmlError> {
         Some(c) => c.is_ascii_alphabetic() || *c == b'_' || *c == b':' || *c >= 0x80,
         None => false,
     };
-    if ok && !name.bytes().any(|c| matches!(c, b'<' | b'=' | b'"' | b'\'' | b'&')) {
+    if ok
+        && !name
+            .bytes()
+            .any(|c| matches!(c, b'<' | b'=' | b'"' | b'\'' | b'&'))
+    {
         Ok(())
     } else {
         Err(XmlError::Syntax {
@@ -235,8 +239,10 @@ mod tests {
 
     #[test]
     fn tokenizes_tags_text_and_cdata() {
-        let t = tokens(r#"<?xml version="1.0"?><!-- c --><a x="1>2" y='q'><b/>hi<![CDATA[<raw>]]></a>"#)
-            .unwrap();
+        let t = tokens(
+            r#"<?xml version="1.0"?><!-- c --><a x="1>2" y='q'><b/>hi<![CDATA[<raw>]]></a>"#,
+        )
+        .unwrap();
         assert_eq!(
             t,
             vec![

@@ -6,23 +6,29 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Maps a decoded event at `device` into the normalized model. Text fields share `frame`.
-pub fn event(
-    frame: &Bytes,
-    name: &xml::Str<'_>,
-    e: &xml::Event<'_>,
-    pbx: &Arc<str>,
-    device: &Text,
-    plan: &NumberingPlan,
-    received: Instant,
-    ts_ms: u64,
-) -> Event {
+/// Where and when an event arrived.
+pub struct Origin<'a> {
+    /// PBX link name.
+    pub pbx: &'a Arc<str>,
+    /// The monitored device the event is for.
+    pub device: &'a Text,
+    /// The PBX's numbering plan.
+    pub plan: &'a NumberingPlan,
+    /// Monotonic arrival time.
+    pub received: Instant,
+    /// Wall-clock arrival time, ms since the epoch.
+    pub ts_ms: u64,
+}
+
+/// Maps a decoded event into the normalized model. Text fields share `frame`.
+pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<'_>) -> Event {
+    let (pbx, device, plan) = (o.pbx, o.device, o.plan);
     let t = |s: &xml::Str<'_>| Text::from_frame(frame, s);
     let party = |d: &Option<Device<'_>>| d.as_ref().map(|d| to_party(frame, d, plan));
     let kind = kind(e.kind);
     let mut ev = Event::new(kind, t(name), pbx.clone(), device.clone());
-    ev.received = received;
-    ev.ts_ms = ts_ms;
+    ev.received = o.received;
+    ev.ts_ms = o.ts_ms;
     let primary = e.connection.as_ref();
     let new_call = e.new_connections.iter().find_map(|c| c.call_id.as_ref());
     let old_call = e.old_call.as_ref().and_then(|c| c.call_id.as_ref());
@@ -50,10 +56,7 @@ pub fn event(
     ev.do_not_disturb = e.do_not_disturb;
     ev.forwarding_type = e.forwarding_type.as_ref().map(t);
     ev.forwarding_on = e.forward_status;
-    ev.forward_to = e
-        .forward_to
-        .as_ref()
-        .map(|s| Party::from_raw(t(s), plan));
+    ev.forward_to = e.forward_to.as_ref().map(|s| Party::from_raw(t(s), plan));
     ev
 }
 

@@ -1,0 +1,728 @@
+//! End-to-end tests of the backbone: simulator ⇄ (TLS) ⇄ gateway ⇄ (TLS, WebSocket) ⇄ connectors.
+
+mod common;
+
+use common::{EnvOptions, metric, recv_until, start, wait_until};
+use ctigate::connector::{Client, ClientError};
+use ctigate::model::LoginId;
+use ctigate::sim::csta_xml::Scenario;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+fn seq(v: &Value) -> u64 {
+    v["seq"].as_u64().unwrap()
+}
+
+/// Reads until the client has `n` events (other messages are returned separately).
+async fn events(c: &mut Client, n: usize) -> (Vec<Value>, Vec<Value>) {
+    let (mut ev, mut other) = (vec![], vec![]);
+    tokio::time::timeout(T, async {
+        while ev.len() < n {
+            let v = c.recv().await.unwrap();
+            if v["type"] == "event" {
+                ev.push(v);
+            } else {
+                other.push(v);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {n} events arrived", ev.len()));
+    (ev, other)
+}
+
+/// Receives until one message matching each predicate has arrived, in any order.
+async fn both(
+    c: &mut Client,
+    mut a: impl FnMut(&Value) -> bool,
+    mut b: impl FnMut(&Value) -> bool,
+) -> (Value, Value) {
+    let (mut x, mut y) = (None, None);
+    tokio::time::timeout(T, async {
+        while x.is_none() || y.is_none() {
+            let v = c.recv().await.unwrap();
+            if x.is_none() && a(&v) {
+                x = Some(v);
+            } else if y.is_none() && b(&v) {
+                y = Some(v);
+            }
+        }
+    })
+    .await
+    .expect("both messages");
+    (x.unwrap(), y.unwrap())
+}
+
+async fn quiet(env: &common::Env) {
+    wait_until(T, || env.devices.iter().all(|d| env.sim.calls_at(d) == 0)).await;
+    // Let the last events cross the link and the hub.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+fn hub_seq(env: &common::Env, login: &str) -> u64 {
+    env.gw.hub.seq(&LoginId::parse(login).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_get_only_their_login_ids_in_seq_order() {
+    let env = start(EnvOptions::new("own-logins")).await;
+    env.wait_green().await;
+    let (mut first, w) = env
+        .hello(&env.token_first, &[env.logins[0].clone()], &HashMap::new())
+        .await;
+    assert_eq!(w["login_ids"], json!([env.logins[0]]));
+    let (mut second, _) = env
+        .hello(&env.token_all, &[env.logins[1].clone()], &HashMap::new())
+        .await;
+    for _ in 0..4 {
+        for d in &env.devices {
+            for s in Scenario::ALL {
+                env.sim.play(d, s);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    quiet(&env).await;
+    for (c, login) in [(&mut first, &env.logins[0]), (&mut second, &env.logins[1])] {
+        let n = hub_seq(&env, login);
+        assert!(n >= 24, "every scenario produced events (got {n})");
+        let (ev, other) = events(c, n as usize).await;
+        assert!(
+            ev.iter().all(|e| e["login_id"] == login.as_str()),
+            "only its own Login ID"
+        );
+        let seqs: Vec<u64> = ev.iter().map(seq).collect();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "in seq order, no gap");
+        assert!(other.iter().all(|m| m["login_id"] == login.as_str()));
+        for kind in [
+            "delivered",
+            "established",
+            "connection_cleared",
+            "initiated",
+            "originated",
+            "held",
+            "retrieved",
+        ] {
+            assert!(ev.iter().any(|e| e["event"] == kind), "{kind} seen");
+        }
+    }
+    // The transfer target's Login ID sees the transferred leg with the redirecting device.
+    let transferred = env
+        .hello(
+            &env.token_all,
+            &env.logins,
+            &HashMap::from([
+                (env.logins[0].clone(), 0),
+                (env.logins[1].clone(), 0),
+                (env.logins[2].clone(), 0),
+            ]),
+        )
+        .await;
+    let mut all = transferred.0;
+    let total: u64 = env.logins.iter().map(|l| hub_seq(&env, l)).sum();
+    let (ev, _) = events(&mut all, total as usize).await;
+    assert!(ev.iter().any(|e| e["event"] == "transferred"));
+    assert!(
+        ev.iter()
+            .any(|e| e["cause"] == "singleStepTransfer" && e["event"] == "delivered")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_not_allowed_a_login_id_is_refused_clearly() {
+    let env = start(EnvOptions::new("auth")).await;
+    // Only forbidden Login IDs: refused.
+    let mut c = env.client().await;
+    let err = c
+        .hello(&env.token_first, &[env.logins[1].clone()], &HashMap::new())
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::Refused { code, message } => {
+            assert_eq!(code, "forbidden_login_id");
+            assert!(message.contains(&env.logins[1]), "{message}");
+        }
+        e => panic!("{e}"),
+    }
+    // Then the gateway closes with 4003.
+    let closed = tokio::time::timeout(T, async {
+        loop {
+            if let Err(e) = c.recv().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(closed, ClientError::Closed { code: 4003, .. }),
+        "{closed}"
+    );
+
+    // A mix: the allowed one is served, the other refused with an error and a red status.
+    let (mut c, w) = env
+        .hello(
+            &env.token_first,
+            &[env.logins[0].clone(), env.logins[1].clone()],
+            &HashMap::new(),
+        )
+        .await;
+    assert_eq!(w["login_ids"], json!([env.logins[0]]));
+    assert_eq!(w["rejected"][0]["code"], "forbidden_login_id");
+    let e = c.recv().await.unwrap();
+    assert_eq!(
+        (
+            e["type"].as_str(),
+            e["code"].as_str(),
+            e["login_id"].as_str()
+        ),
+        (
+            Some("error"),
+            Some("forbidden_login_id"),
+            Some(env.logins[1].as_str())
+        )
+    );
+    let s = c.recv().await.unwrap();
+    assert_eq!(
+        (s["type"].as_str(), s["status"].as_str()),
+        (Some("status"), Some("red"))
+    );
+
+    // A user-name alias resolves to its Login ID; an unknown one is refused.
+    let (_c, w) = env
+        .hello(
+            &env.token_all,
+            &["USER5002@example.com".into(), "NOPE123".into()],
+            &HashMap::new(),
+        )
+        .await;
+    assert_eq!(w["login_ids"], json!([env.logins[1]]));
+    assert_eq!(w["rejected"][0]["code"], "unknown_login_id");
+
+    // A bad token is refused, counted, and rate-limited after 3 failures per minute.
+    for i in 0..4 {
+        let mut c = env.client().await;
+        let err = c
+            .hello("not-a-token", &[env.logins[0].clone()], &HashMap::new())
+            .await
+            .unwrap_err();
+        let ClientError::Refused { code, .. } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            code,
+            if i < 3 {
+                "unauthorized"
+            } else {
+                "rate_limited"
+            }
+        );
+    }
+    let m = env.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "ctigate_api_auth_failures_total",
+            &[("reason", "bad_token")]
+        ) >= 3.0
+    );
+    assert!(
+        metric(
+            &m,
+            "ctigate_api_auth_failures_total",
+            &[("reason", "rate_limited")]
+        ) >= 1.0
+    );
+
+    // The first message must be hello.
+    let mut c = env.client().await;
+    c.send(&json!({"type":"ping"})).await.unwrap();
+    let e = c.recv().await.unwrap();
+    assert_eq!(e["code"], "hello_required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer() {
+    let mut o = EnvOptions::new("slow");
+    o.devices = 2;
+    o.queue_messages = 256;
+    let env = start(o).await;
+    env.wait_green().await;
+
+    // The fast connector reads everything in the background.
+    let (mut fast, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let reader = tokio::spawn(async move {
+        while let Ok(v) = fast.recv().await {
+            if v["type"] == "event" && tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+
+    // The slow one has a tiny receive window and never reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(env.gw.api_addr).await.unwrap();
+    let mut slow = Client::over(
+        &env.url,
+        tcp,
+        env.certs.client_config(false).unwrap(),
+        "localhost",
+    )
+    .await
+    .unwrap();
+    slow.hello(&env.token_all, &env.logins, &HashMap::new())
+        .await
+        .unwrap();
+    let login0 = LoginId::parse(&env.logins[0]).unwrap();
+    wait_until(T, || env.gw.hub.subscriber_count(&login0) == 2).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while env.gw.hub.subscriber_count(&login0) == 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slow consumer never disconnected"
+        );
+        for d in &env.devices {
+            env.sim.play(d, Scenario::InboundAnswered);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    quiet(&env).await;
+
+    // The fast connector received every event of every Login ID, in order, without a gap.
+    let mut got: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let want: u64 = env.logins.iter().map(|l| hub_seq(&env, l)).sum();
+    let mut n = 0;
+    tokio::time::timeout(T, async {
+        while n < want {
+            let v = rx.recv().await.unwrap();
+            got.entry(v["login_id"].as_str().unwrap().to_string())
+                .or_default()
+                .push(seq(&v));
+            n += 1;
+        }
+    })
+    .await
+    .expect("fast connector got every event");
+    for l in &env.logins {
+        assert_eq!(got[l], (1..=hub_seq(&env, l)).collect::<Vec<_>>());
+    }
+    reader.abort();
+
+    // The slow one, reading again, finds the reason and the close code.
+    let (mut code, mut reason, mut error_seen) = (0, String::new(), false);
+    tokio::time::timeout(T, async {
+        loop {
+            match slow.recv().await {
+                Ok(v) if v["type"] == "error" => {
+                    assert_eq!(v["code"], "slow_consumer");
+                    error_seen = true;
+                }
+                Ok(_) => {}
+                Err(ClientError::Closed { code: c, reason: r }) => {
+                    (code, reason) = (c, r);
+                    return;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, reason.as_str(), error_seen),
+        (4008, "slow_consumer", true)
+    );
+    let m = env.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "ctigate_slow_consumer_disconnects_total",
+            &[("connector", "all")]
+        ) >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_resuming_gets_exactly_what_it_missed() {
+    let mut o = EnvOptions::new("resume");
+    o.devices = 2;
+    let env = start(o).await;
+    env.wait_green().await;
+    // A reference connector stays connected throughout.
+    let (mut reference, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    let (mut a, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    for d in &env.devices {
+        env.sim.play(d, Scenario::InboundAnswered);
+        env.sim.play(d, Scenario::OutboundAnswered);
+    }
+    quiet(&env).await;
+    let before: u64 = env.logins.iter().map(|l| hub_seq(&env, l)).sum();
+    let (ev, _) = events(&mut a, before as usize).await;
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for e in &ev {
+        last.insert(e["login_id"].as_str().unwrap().to_string(), seq(e));
+    }
+    a.close().await;
+
+    // Calls happen while it is away.
+    for d in &env.devices {
+        env.sim.play(d, Scenario::HoldRetrieve);
+        env.sim.play(d, Scenario::InboundMissed);
+    }
+    quiet(&env).await;
+    let total: u64 = env.logins.iter().map(|l| hub_seq(&env, l)).sum();
+    assert!(total > before);
+
+    let (mut a2, _) = env.hello(&env.token_all, &env.logins, &last).await;
+    let (missed, other) = events(&mut a2, (total - before) as usize).await;
+    assert!(
+        other.iter().all(|m| m["type"] == "status"),
+        "no gap, no snapshot: {other:?}"
+    );
+    let (all_ref, _) = events(&mut reference, total as usize).await;
+    for l in &env.logins {
+        let mine: Vec<&Value> = missed
+            .iter()
+            .filter(|e| e["login_id"] == l.as_str())
+            .collect();
+        let seqs: Vec<u64> = mine.iter().map(|e| seq(e)).collect();
+        assert_eq!(
+            seqs,
+            ((last[l] + 1)..=hub_seq(&env, l)).collect::<Vec<_>>(),
+            "exactly the missed range"
+        );
+        let theirs: Vec<&Value> = all_ref
+            .iter()
+            .filter(|e| e["login_id"] == l.as_str() && seq(e) > last[l])
+            .collect();
+        assert_eq!(mine, theirs, "the same events the reference connector saw");
+    }
+    // Nothing more, no duplicate: the next event is new.
+    env.sim.play(&env.devices[0], Scenario::InboundMissed);
+    let next = recv_until(&mut a2, T, |v| v["type"] == "event").await;
+    assert_eq!(
+        seq(&next),
+        last[&env.logins[0]].max(hub_seq(&env, &env.logins[0]) - 1) + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_older_than_the_ring_gets_a_gap_and_a_snapshot() {
+    let mut o = EnvOptions::new("gap");
+    o.devices = 1;
+    o.replay_ring = 4;
+    let env = start(o).await;
+    env.wait_green().await;
+    for _ in 0..3 {
+        env.sim.play(&env.devices[0], Scenario::OutboundAnswered);
+    }
+    quiet(&env).await;
+    let n = hub_seq(&env, &env.logins[0]);
+    let (mut c, _) = env
+        .hello(
+            &env.token_all,
+            &env.logins,
+            &HashMap::from([(env.logins[0].clone(), 1)]),
+        )
+        .await;
+    let gap = recv_until(&mut c, T, |v| v["type"] == "gap").await;
+    assert_eq!(
+        (
+            gap["from_seq"].as_u64(),
+            gap["to_seq"].as_u64(),
+            gap["reason"].as_str()
+        ),
+        (Some(2), Some(n), Some("ring_overflow"))
+    );
+    let snap = c.recv().await.unwrap();
+    assert_eq!(
+        (snap["type"].as_str(), snap["seq"].as_u64()),
+        (Some("snapshot"), Some(n))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_mid_frame_reconnects_and_remonitors() {
+    let mut o = EnvOptions::new("cut");
+    o.devices = 2;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    for l in &env.logins {
+        recv_until(&mut c, T, |v| {
+            v["type"] == "status" && v["login_id"] == l.as_str() && v["status"] == "green"
+        })
+        .await;
+    }
+    assert!(env.sim.cut_mid_frame());
+    let mut statuses: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    tokio::time::timeout(T, async {
+        while statuses
+            .values()
+            .filter(|s| s.ends_with(&["green".to_string()]))
+            .count()
+            < env.logins.len()
+        {
+            let v = c.recv().await.unwrap();
+            if v["type"] == "status" {
+                let l = v["login_id"].as_str().unwrap().to_string();
+                statuses
+                    .entry(l)
+                    .or_default()
+                    .push(v["status"].as_str().unwrap().to_string());
+            }
+        }
+    })
+    .await
+    .expect("yellow then green");
+    for l in &env.logins {
+        assert_eq!(statuses[l], vec!["yellow", "green"], "{l}");
+    }
+    assert_eq!(env.sim.connections(), 2);
+    wait_until(T, || env.sim.monitored() == env.devices.len()).await;
+    // Events flow again on the new connection.
+    env.sim.play(&env.devices[1], Scenario::InboundAnswered);
+    let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
+    assert_eq!(e["login_id"], env.logins[1].as_str());
+    let m = env.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "ctigate_link_disconnects_total",
+            &[("link", "cut"), ("reason", "eof_mid_frame")]
+        ) >= 1.0
+    );
+    assert_eq!(metric(&m, "ctigate_link_up", &[("link", "cut")]), 1.0);
+    assert!(metric(&m, "ctigate_link_connects_total", &[("link", "cut")]) >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_lost_during_an_outage_are_closed_after_resync() {
+    let mut o = EnvOptions::new("resync");
+    o.devices = 1;
+    o.timing.talk = Duration::from_secs(30);
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+    let est = recv_until(&mut c, T, |v| v["event"] == "established").await;
+    let call = est["call_id"].as_str().unwrap().to_string();
+    let login = LoginId::parse(&env.logins[0]).unwrap();
+    assert_eq!(env.gw.hub.calls(&login).unwrap().len(), 1);
+    // The PBX loses the call while the link is down (a restart): no event will ever say so.
+    env.sim.forget_calls();
+    assert!(env.sim.cut_mid_frame());
+    let lost = recv_until(&mut c, T, |v| {
+        v["type"] == "event" && v["call_id"] == call.as_str()
+    })
+    .await;
+    assert_eq!(
+        (lost["event"].as_str(), lost["cause"].as_str()),
+        (Some("call_lost"), Some("resync"))
+    );
+    assert_eq!(lost["direction"], "inbound");
+    assert!(env.gw.hub.calls(&login).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_are_counted_and_the_link_carries_on() {
+    let mut o = EnvOptions::new("malformed");
+    o.devices = 1;
+    o.max_frame_bytes = 4096;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+
+    fn framed(invoke: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0];
+        v.extend_from_slice(&((body.len() + 8) as u16).to_be_bytes());
+        v.extend_from_slice(invoke);
+        v.extend_from_slice(body);
+        v
+    }
+    // Bad header (garbage with no framing at all).
+    assert!(
+        env.sim
+            .inject_raw(b"\x17\x03\x03garbage that is not a frame".to_vec())
+    );
+    // Over the 4096-byte cap.
+    assert!(env.sim.inject_raw(framed(b"9999", &vec![b'<'; 8000])));
+    // Not XML.
+    assert!(
+        env.sim
+            .inject_raw(framed(b"9999", b"this is not XML at all"))
+    );
+    // Truncated XML.
+    assert!(env.sim.inject_raw(framed(
+        b"9999",
+        b"<?xml version=\"1.0\"?><DeliveredEvent><monitorCrossRefID>1</monitorCr"
+    )));
+    // Then a real call.
+    env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+    let (ev, _) = events(&mut c, 3).await;
+    assert_eq!(ev[0]["event"], "delivered");
+    assert_eq!(env.sim.connections(), 1, "the link did not reconnect");
+
+    let m = env.metrics().await;
+    for kind in ["bad_header", "oversize", "not_xml", "truncated"] {
+        assert!(
+            metric(
+                &m,
+                "ctigate_link_decode_errors_total",
+                &[("link", "malformed"), ("kind", kind)]
+            ) >= 1.0,
+            "{kind} counted"
+        );
+    }
+    // The metrics the backbone promises.
+    assert!(
+        metric(
+            &m,
+            "ctigate_link_frames_total",
+            &[("link", "malformed"), ("direction", "rx")]
+        ) > 0.0
+    );
+    assert!(
+        metric(
+            &m,
+            "ctigate_link_events_total",
+            &[("link", "malformed"), ("event", "delivered")]
+        ) >= 1.0
+    );
+    assert_eq!(metric(&m, "ctigate_link_up", &[("link", "malformed")]), 1.0);
+    assert!(metric(&m, "ctigate_api_sessions", &[("connector", "all")]) >= 1.0);
+    assert!(
+        metric(
+            &m,
+            "ctigate_event_latency_seconds_count",
+            &[("connector", "all")]
+        ) >= 3.0
+    );
+    assert!(
+        m.contains("ctigate_event_latency_seconds_bucket{"),
+        "a histogram with buckets"
+    );
+    assert!(
+        m.contains("# TYPE ctigate_slow_consumer_disconnects_total counter")
+            || !m.contains("ctigate_slow_consumer_disconnects_total{")
+    );
+
+    let (status, body) = env.http_get("/readyz").await;
+    assert!(status.contains("200"), "{status} {body}");
+    let (status, _) = env.http_get("/healthz").await;
+    assert!(status.contains("200"));
+    let (_, body) = env.http_get("/status").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["links"][0]["up"], true);
+    assert_eq!(v["logins"]["green"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_call_and_call_control_round_trip() {
+    let mut o = EnvOptions::new("control");
+    o.devices = 2;
+    o.timing.ring = Duration::from_millis(3000);
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_first, &[env.logins[0].clone()], &HashMap::new())
+        .await;
+    c.send(&json!({"type":"make_call","id":42,"login_id":env.logins[0],"to":"+49 30 999"}))
+        .await
+        .unwrap();
+    let r = recv_until(&mut c, T, |v| v["type"] == "result").await;
+    assert_eq!(
+        (r["id"].as_u64(), r["ok"].as_bool(), r["command"].as_str()),
+        (Some(42), Some(true), Some("make_call"))
+    );
+    let call = r["call_id"].as_str().unwrap().to_string();
+    let e = recv_until(&mut c, T, |v| v["event"] == "originated").await;
+    assert_eq!(e["call_id"], call.as_str());
+    assert_eq!(e["called"]["number"], "+4930999");
+    assert_eq!(e["direction"], "outbound");
+
+    // Not this connection's Login ID.
+    c.send(&json!({"type":"make_call","id":"x","login_id":env.logins[1],"to":"1"}))
+        .await
+        .unwrap();
+    let r = recv_until(&mut c, T, |v| v["type"] == "result" && v["id"] == "x").await;
+    assert_eq!(r["error"]["code"], "forbidden");
+
+    // Hang up the outbound call.
+    c.send(&json!({"type":"clear","id":"h","login_id":env.logins[0],"call_id":call}))
+        .await
+        .unwrap();
+    // The result and the event travel different queues: either may come first.
+    let (r, _) = both(
+        &mut c,
+        |v| v["type"] == "result" && v["id"] == "h",
+        |v| v["event"] == "connection_cleared" && v["call_id"] == call.as_str(),
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+
+    // Answer an inbound call while it rings.
+    env.sim.play(&env.devices[0], Scenario::InboundMissed);
+    let d = recv_until(&mut c, T, |v| {
+        v["event"] == "delivered" && v["state"] == "alerting"
+    })
+    .await;
+    let inbound = d["call_id"].as_str().unwrap().to_string();
+    c.send(&json!({"type":"answer","id":"a","login_id":env.logins[0],"call_id":inbound}))
+        .await
+        .unwrap();
+    let (r, _) = both(
+        &mut c,
+        |v| v["type"] == "result" && v["id"] == "a",
+        |v| v["event"] == "established" && v["call_id"] == inbound.as_str(),
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+
+    // A call that is not this Login ID's.
+    c.send(&json!({"type":"hold","id":"z","login_id":env.logins[0],"call_id":"nope"}))
+        .await
+        .unwrap();
+    let r = recv_until(&mut c, T, |v| v["type"] == "result" && v["id"] == "z").await;
+    assert_eq!(r["error"]["code"], "unknown_call");
+
+    // Malformed input gets an error and the session carries on.
+    c.send_text("{not json").await.unwrap();
+    let e = recv_until(&mut c, T, |v| v["type"] == "error").await;
+    assert_eq!(e["code"], "bad_message");
+    c.send(&json!({"type":"ping","id":1})).await.unwrap();
+    recv_until(&mut c, T, |v| v["type"] == "pong").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_opened_dialect_works_end_to_end() {
+    let mut o = EnvOptions::new("rss-dialect");
+    o.devices = 1;
+    o.dialect = ctigate::config::Dialect::RequestSystemStatus;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    env.sim.play(&env.devices[0], Scenario::OutboundUnanswered);
+    let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
+    assert_eq!(e["event"], "initiated");
+}

@@ -1,0 +1,304 @@
+//! The `ctigate` binary: config checking, certificates, tokens, the demo, and a gateway run from a
+//! config file with real certificate files, a separate simulator process and the console connector.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ctigate"))
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let o = bin().args(args).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Kills the child on drop.
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns and streams stderr+stdout lines into a channel.
+fn spawn(args: &[&str]) -> (Guard, mpsc::Receiver<String>) {
+    let mut child = bin()
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    for r in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    (Guard(child), rx)
+}
+
+fn wait_line(
+    rx: &mpsc::Receiver<String>,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if pred(&l) => return l,
+            Ok(l) => seen.push(l),
+            Err(_) => panic!(
+                "no matching line within {timeout:?}; saw:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+fn example_with_certs(dir: &Path) -> String {
+    let (ok, _, err) = run(&["gen-certs", dir.join("certs").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    std::fs::copy(dir.join("certs/ca.pem"), dir.join("certs/pbx-ca.pem")).unwrap();
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/ctigate.example.toml"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = example_with_certs(dir.path());
+    let path = dir.path().join("ctigate.toml");
+    std::fs::write(&path, text).unwrap();
+    let (ok, out, err) = run(&["check-config", path.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("OK (1 PBX link(s), 2 Login ID(s), 1 connector credential(s))"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_names_every_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = example_with_certs(dir.path())
+        .replace("K7Q2M9X4T1B8R6W3Z5NP\"\npbx", "alice@example.com\"\npbx")
+        .replace("device = \"4712\"", "device = \"4711\"")
+        .replace("monitor_rate = 20", "monitor_rate = 0")
+        .replace("certs/pbx-ca.pem", "certs/missing.pem");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = run(&["check-config", path.to_str().unwrap()]);
+    assert!(!ok);
+    for key in [
+        "login[0].login_id",
+        "login[1].device",
+        "pbx[0].monitor_rate",
+        "pbx[0].tls_ca",
+        "connector[0].login_ids[0]",
+    ] {
+        assert!(err.contains(key), "{key} missing in:\n{err}");
+    }
+    // Unknown keys are named by the parser.
+    let text = example_with_certs(dir.path()).replace("[hub]", "[hub]\nreplay_rnig = 5");
+    std::fs::write(&path, text).unwrap();
+    let (ok, _, err) = run(&["check-config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("replay_rnig"), "{err}");
+}
+
+#[test]
+fn tokens_and_login_ids() {
+    let (ok, out, _) = run(&["token", "new"]);
+    assert!(ok);
+    assert!(out.contains("token_sha256"));
+    let (ok, out, _) = run(&["login-id", "new", "--count", "3"]);
+    assert!(ok);
+    let ids: Vec<&str> = out.lines().collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|i| {
+        i.len() == 20
+            && i.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    }));
+}
+
+#[test]
+fn the_demo_shows_three_login_ids_and_a_make_call_round_trip_within_ten_seconds() {
+    let start = Instant::now();
+    let (ok, out, err) = run(&["demo", "--duration", "9"]);
+    assert!(ok, "{err}");
+    let mut logins = std::collections::HashSet::new();
+    for l in out.lines() {
+        if l.contains(" #") && !l.contains("snapshot") {
+            logins.insert(l.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    assert!(
+        logins.len() >= 3,
+        "events for {} Login IDs:\n{out}",
+        logins.len()
+    );
+    assert!(out.contains("make_call ok, call"), "{out}");
+    assert!(out.contains("stopped cleanly"), "{out}");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let (ok, out, _) = run(&["demo", "--duration", "4", "--json"]);
+    assert!(ok);
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "welcome");
+}
+
+#[test]
+fn a_gateway_from_a_config_file_with_a_simulator_process_and_the_console_connector() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let (ok, _, err) = run(&["gen-certs", certs.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let c = |f: &str| certs.join(f).to_str().unwrap().to_string();
+    let (_sim, sim_rx) = spawn(&[
+        "sim",
+        "csta-xml",
+        "--listen",
+        "127.0.0.1:0",
+        "--devices",
+        "3",
+        "--rate",
+        "5",
+        "--ring-ms",
+        "200",
+        "--talk-ms",
+        "300",
+        "--tls-cert",
+        &c("server.pem"),
+        "--tls-key",
+        &c("server.key.pem"),
+    ]);
+    let line = wait_line(&sim_rx, Duration::from_secs(20), |l| {
+        l.starts_with("CSTA XML simulator on ")
+    });
+    let sim_addr = line.split_whitespace().nth(4).unwrap().to_string();
+    let (tok_ok, tok_out, _) = run(&["token", "new"]);
+    assert!(tok_ok);
+    let token = tok_out
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let hash = tok_out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let config = format!(
+        r#"
+[api]
+listen = "127.0.0.1:0"
+cert = "certs/server.pem"
+key = "certs/server.key.pem"
+[ops]
+listen = "127.0.0.1:0"
+[[pbx]]
+name = "sim"
+protocol = "csta-xml"
+mode = "dial"
+address = "localhost:{port}"
+tls_ca = "certs/ca.pem"
+reconnect_min_ms = 100
+[[login]]
+login_id = "ALICE0000000000000001"
+pbx = "sim"
+device = "4001"
+[[login]]
+login_id = "BOB00000000000000002"
+pbx = "sim"
+device = "4002"
+[[connector]]
+name = "console"
+token_sha256 = "{hash}"
+login_ids = ["*"]
+"#,
+        port = sim_addr.rsplit(':').next().unwrap()
+    );
+    let cfg = dir.path().join("ctigate.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let (ok, out, err) = run(&["check-config", cfg.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let (_gw, gw_rx) = spawn(&["run", "--config", cfg.to_str().unwrap()]);
+    let started = wait_line(&gw_rx, Duration::from_secs(20), |l| {
+        l.contains("gateway started")
+    });
+    let api = started
+        .split("api=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let port = api.rsplit(':').next().unwrap();
+    wait_line(&gw_rx, Duration::from_secs(20), |l| {
+        l.contains("CSTA XML session established")
+    });
+    let url = format!("wss://localhost:{port}/v1/stream");
+    let (_con, con_rx) = spawn(&[
+        "connect",
+        &url,
+        "--token",
+        &token,
+        "--login",
+        "ALICE0000000000000001",
+        "--login",
+        "bob00000000000000002",
+        "--ca",
+        &c("ca.pem"),
+        "--call",
+        "ALICE0000000000000001=+4930123456",
+    ]);
+    wait_line(&con_rx, Duration::from_secs(20), |l| {
+        l.contains("connected as \"console\": 2 Login ID(s), 0 refused")
+    });
+    wait_line(&con_rx, Duration::from_secs(20), |l| {
+        l.contains("make_call ok, call")
+    });
+    wait_line(&con_rx, Duration::from_secs(20), |l| {
+        l.starts_with("BOB00000000000000002") && l.contains(" #")
+    });
+    // A wrong token is refused with a clear message and a non-zero exit.
+    let (ok, _, err) = run(&[
+        "connect",
+        &url,
+        "--token",
+        "wrong",
+        "--login",
+        "ALICE0000000000000001",
+        "--ca",
+        &c("ca.pem"),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("unauthorized"), "{err}");
+}

@@ -1,0 +1,275 @@
+//! Shared harness for the integration tests: a simulator over TLS, a gateway over TLS, and clients.
+#![allow(dead_code)]
+
+use ctigate::api::auth::{generate_token, token_hash};
+use ctigate::codec::xml::encode::ns;
+use ctigate::config::{Config, Dialect};
+use ctigate::connector::Client;
+use ctigate::gateway::{Gateway, StartOptions};
+use ctigate::link::Transport;
+use ctigate::model::LoginId;
+use ctigate::sim::csta_xml::{SimConfig, Simulator, Timing};
+use ctigate::tls::{DevCerts, server_name};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Knobs of a test environment.
+pub struct EnvOptions {
+    pub name: &'static str,
+    pub devices: u32,
+    pub rate: f64,
+    pub timing: Timing,
+    pub queue_messages: usize,
+    pub replay_ring: usize,
+    pub max_frame_bytes: usize,
+    pub dialect: Dialect,
+    pub write_timeout_ms: u64,
+}
+
+impl EnvOptions {
+    pub fn new(name: &'static str) -> EnvOptions {
+        EnvOptions {
+            name,
+            devices: 3,
+            rate: 0.0,
+            timing: Timing::fast(),
+            queue_messages: 4096,
+            replay_ring: 4096,
+            max_frame_bytes: 65_535,
+            dialect: Dialect::Osv,
+            write_timeout_ms: 60_000,
+        }
+    }
+}
+
+pub struct Env {
+    pub certs: DevCerts,
+    pub sim: Simulator,
+    pub gw: Gateway,
+    pub devices: Vec<String>,
+    pub logins: Vec<String>,
+    pub token_all: String,
+    pub token_first: String,
+    pub url: String,
+    pub pbx: &'static str,
+}
+
+pub async fn start(o: EnvOptions) -> Env {
+    let certs = DevCerts::generate(&[], "test-connector").unwrap();
+    let devices = SimConfig::numbered_devices(5001, o.devices);
+    let sim = Simulator::start(SimConfig {
+        listen: "127.0.0.1:0".into(),
+        devices: devices.clone(),
+        rate: o.rate,
+        dialect: o.dialect,
+        namespace: ns::ED4.into(),
+        tls: Some(certs.server_config(false).unwrap()),
+        timing: o.timing,
+        seed: 7,
+    })
+    .await
+    .unwrap();
+    let logins: Vec<String> = devices
+        .iter()
+        .map(|_| LoginId::generate().to_string())
+        .collect();
+    let token_all = generate_token();
+    let token_first = generate_token();
+    let dialect = match o.dialect {
+        Dialect::Osv => "osv",
+        Dialect::RequestSystemStatus => "request-system-status",
+    };
+    let mut toml = format!(
+        r#"
+[api]
+listen = "127.0.0.1:0"
+cert = "in-memory"
+key = "in-memory"
+queue_messages = {queue}
+write_timeout_ms = {wt}
+auth_failures_per_minute = 3
+[ops]
+listen = "127.0.0.1:0"
+[hub]
+replay_ring = {ring}
+[[pbx]]
+name = "{name}"
+protocol = "csta-xml"
+mode = "dial"
+address = "{sim}"
+dialect = "{dialect}"
+tls = true
+tls_ca = "in-memory"
+max_frame_bytes = {max_frame}
+monitor_rate = 50
+reconnect_min_ms = 50
+reconnect_max_ms = 200
+[[connector]]
+name = "all"
+token_sha256 = "{h_all}"
+login_ids = ["*"]
+[[connector]]
+name = "first"
+token_sha256 = "{h_first}"
+login_ids = ["{first}"]
+max_connections = 2
+"#,
+        queue = o.queue_messages,
+        wt = o.write_timeout_ms,
+        ring = o.replay_ring,
+        name = o.name,
+        sim = sim.addr,
+        max_frame = o.max_frame_bytes,
+        h_all = token_hash(&token_all),
+        h_first = token_hash(&token_first),
+        first = logins[0],
+    );
+    for (l, d) in logins.iter().zip(&devices) {
+        toml.push_str(&format!(
+            "[[login]]\nlogin_id = \"{l}\"\npbx = \"{}\"\ndevice = \"{d}\"\nuser_name = \"user{d}@example.com\"\n",
+            o.name
+        ));
+    }
+    let cfg = Config::parse(&toml).unwrap();
+    let problems: Vec<_> = cfg
+        .validate()
+        .into_iter()
+        .filter(|p| !p.message.contains("does not exist"))
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut transports = HashMap::new();
+    transports.insert(
+        o.name.to_string(),
+        Transport::dial(
+            sim.addr.to_string(),
+            Some((
+                certs.client_config(false).unwrap(),
+                server_name("localhost").unwrap(),
+            )),
+        ),
+    );
+    let gw = Gateway::start(
+        &cfg,
+        StartOptions {
+            api_tls: Some(certs.server_config(false).unwrap()),
+            transports,
+        },
+    )
+    .await
+    .unwrap();
+    let url = format!("wss://localhost:{}/v1/stream", gw.api_addr.port());
+    Env {
+        certs,
+        sim,
+        gw,
+        devices,
+        logins,
+        token_all,
+        token_first,
+        url,
+        pbx: o.name,
+    }
+}
+
+impl Env {
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url, self.certs.client_config(false).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Connects and says hello; returns the client and the welcome.
+    pub async fn hello(
+        &self,
+        token: &str,
+        logins: &[String],
+        resume: &HashMap<String, u64>,
+    ) -> (Client, Value) {
+        let mut c = self.client().await;
+        let w = c.hello(token, logins, resume).await.unwrap();
+        (c, w)
+    }
+
+    /// Waits until every Login ID's device is monitored.
+    pub async fn wait_green(&self) {
+        wait_until(Duration::from_secs(10), || {
+            self.logins.iter().all(|l| {
+                let id = LoginId::parse(l).unwrap();
+                self.gw.hub.status(&id).map(|s| s.0) == Some(ctigate::model::StatusLevel::Green)
+            })
+        })
+        .await;
+    }
+
+    /// GET on the ops listener; returns (status line, body).
+    pub async fn http_get(&self, path: &str) -> (String, String) {
+        let mut s = tokio::net::TcpStream::connect(self.gw.ops_addr)
+            .await
+            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http_get("/metrics").await.1
+    }
+}
+
+/// Sum of the samples of `name` whose labels contain every `labels` pair.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let n = l.split(['{', ' ']).next().unwrap_or("");
+            n == name
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Receives until `pred` matches (returning that message) or the timeout passes.
+pub async fn recv_until(
+    c: &mut Client,
+    timeout: Duration,
+    mut pred: impl FnMut(&Value) -> bool,
+) -> Value {
+    tokio::time::timeout(timeout, async {
+        loop {
+            let v = c.recv().await.expect("connection open");
+            if std::env::var("TRACE_MSGS").is_ok() {
+                eprintln!("MSG {v}");
+            }
+            if pred(&v) {
+                return v;
+            }
+        }
+    })
+    .await
+    .expect("expected message within timeout")
+}
