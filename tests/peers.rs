@@ -20,7 +20,10 @@ fn tool(name: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "{name} is required under CI (.ci/run installs it)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is required under CI (.ci/run installs it)"
+        );
         eprintln!("SKIPPED: {name} is not installed (apt-get install prometheus)");
     }
     found
@@ -33,9 +36,14 @@ async fn promtool_accepts_our_metrics() {
     }
     let env = start(EnvOptions::new("promtool")).await;
     env.wait_green().await;
-    let (mut c, _) = env.hello(&env.token_all, &env.logins, &HashMap::new()).await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
     env.sim.play(&env.devices[0], Scenario::InboundAnswered);
-    recv_until(&mut c, Duration::from_secs(20), |v| v["event"] == "established").await;
+    recv_until(&mut c, Duration::from_secs(20), |v| {
+        v["event"] == "established"
+    })
+    .await;
     assert!(env.sim.inject_raw(b"garbage".to_vec()));
     let mut bad = env.client().await;
     let _ = bad.hello("wrong", &env.logins, &HashMap::new()).await;
@@ -56,5 +64,8 @@ async fn promtool_accepts_our_metrics() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && report.trim().is_empty(), "promtool:\n{report}\n--- metrics ---\n{body}");
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool:\n{report}\n--- metrics ---\n{body}"
+    );
 }

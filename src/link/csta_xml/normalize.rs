@@ -102,3 +102,83 @@ pub fn kind(k: X) -> EventKind {
         X::Other => EventKind::Unknown,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::xml::{Message, decode};
+
+    fn norm(doc: &str) -> Event {
+        let frame = Bytes::copy_from_slice(doc.as_bytes());
+        let d = decode(&frame).unwrap();
+        let Message::Event(e) = &d.message else {
+            panic!("not an event")
+        };
+        let pbx: Arc<str> = Arc::from("p");
+        let device = Text::from("100");
+        let plan = NumberingPlan {
+            country_code: Some("49".into()),
+            ..NumberingPlan::default()
+        };
+        event(
+            &frame,
+            &d.name,
+            e,
+            &Origin {
+                pbx: &pbx,
+                device: &device,
+                plan: &plan,
+                received: Instant::now(),
+                ts_ms: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn conferenced_diverted_failed() {
+        let e = norm(
+            "<ConferencedEvent><monitorCrossRefID>1</monitorCrossRefID><primaryOldCall><callID>a</callID><deviceID>100</deviceID></primaryOldCall><secondaryOldCall><callID>b</callID><deviceID>100</deviceID></secondaryOldCall><conferencingDevice><deviceIdentifier>100</deviceIdentifier></conferencingDevice><addedParty><deviceIdentifier>0301234567</deviceIdentifier></addedParty><conferenceConnections><connectionListItem><newConnection><callID>c</callID><deviceID>100</deviceID></newConnection></connectionListItem></conferenceConnections><localConnectionInfo>connected</localConnectionInfo><cause>conference</cause></ConferencedEvent>",
+        );
+        assert_eq!(e.kind, EventKind::Conferenced);
+        assert_eq!(e.call_id.as_deref(), Some("c"));
+        assert_eq!(e.old_call_ids, vec![Text::from("a"), Text::from("b")]);
+        let t = e.target.unwrap();
+        assert_eq!(
+            (t.kind, t.e164.as_deref()),
+            (PartyKind::National, Some("+49301234567"))
+        );
+
+        let e = norm(
+            "<DivertedEvent><monitorCrossRefID>1</monitorCrossRefID><connection><callID>d</callID><deviceID>100</deviceID></connection><divertingDevice><deviceIdentifier>100</deviceIdentifier></divertingDevice><newDestination><deviceIdentifier>200</deviceIdentifier></newDestination><localConnectionInfo>null</localConnectionInfo><cause>callForwardNoAnswer</cause></DivertedEvent>",
+        );
+        assert_eq!(e.kind, EventKind::Diverted);
+        assert_eq!(e.target.unwrap().number.as_deref(), Some("200"));
+        assert_eq!(e.state, Some(ConnState::Null));
+        assert_eq!(e.cause.as_deref(), Some("callForwardNoAnswer"));
+
+        let e = norm(
+            "<FailedEvent><monitorCrossRefID>1</monitorCrossRefID><failedConnection><callID>f</callID><deviceID>+4930999</deviceID></failedConnection><failingDevice><deviceIdentifier>+4930999</deviceIdentifier></failingDevice><callingDevice><deviceIdentifier>100</deviceIdentifier></callingDevice><calledDevice><notKnown/></calledDevice><localConnectionInfo>connected</localConnectionInfo><cause>busy</cause></FailedEvent>",
+        );
+        assert_eq!(e.kind, EventKind::Failed);
+        assert_eq!(e.connection_device.as_deref(), Some("+4930999"));
+        assert_eq!(e.called.unwrap().kind, PartyKind::Anonymous);
+        assert_eq!(e.at.unwrap().kind, PartyKind::International);
+    }
+
+    #[test]
+    fn unknown_events_keep_their_name_and_agent_fields_map() {
+        let e =
+            norm("<ButtonPressEvent><monitorCrossRefID>1</monitorCrossRefID></ButtonPressEvent>");
+        assert_eq!(
+            (e.kind, e.name.as_str()),
+            (EventKind::Unknown, "ButtonPressEvent")
+        );
+        let e = norm(
+            "<AgentReadyEvent><monitorCrossRefID>1</monitorCrossRefID><agentDevice><deviceIdentifier>100</deviceIdentifier></agentDevice><agentID>A7</agentID></AgentReadyEvent>",
+        );
+        assert_eq!(
+            (e.kind, e.agent_id.as_deref()),
+            (EventKind::AgentReady, Some("A7"))
+        );
+    }
+}
