@@ -7,8 +7,8 @@
 pub mod auth;
 pub mod proto;
 
-use crate::hub::{Command, CommandError, Hub, KickReason, SubscriberRx};
-use crate::model::{LoginId, Text};
+use crate::hub::{CommandError, Hub, KickReason, SubscriberRx};
+use crate::model::LoginId;
 use auth::{AuthLimiter, Credentials};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -484,65 +484,22 @@ impl Api {
                     .await;
                 return;
             }
-            ClientMessage::MakeCall { id, login_id, to } => (id, login_id, make_call(to)),
-            ClientMessage::Answer {
-                id,
-                login_id,
-                call_id,
-            } => (
-                id,
-                login_id,
-                Ok(Command::Answer {
-                    call_id: Text::from(call_id),
-                }),
-            ),
-            ClientMessage::Clear {
-                id,
-                login_id,
-                call_id,
-            } => (
-                id,
-                login_id,
-                Ok(Command::Clear {
-                    call_id: Text::from(call_id),
-                }),
-            ),
-            ClientMessage::Hold {
-                id,
-                login_id,
-                call_id,
-            } => (
-                id,
-                login_id,
-                Ok(Command::Hold {
-                    call_id: Text::from(call_id),
-                }),
-            ),
-            ClientMessage::Retrieve {
-                id,
-                login_id,
-                call_id,
-            } => (
-                id,
-                login_id,
-                Ok(Command::Retrieve {
-                    call_id: Text::from(call_id),
-                }),
-            ),
+            other => match other.into_command() {
+                Some(c) => c,
+                None => return,
+            },
         };
-        let name = match &command {
-            Ok(c) => c.name(),
-            Err(_) => "make_call",
-        };
+        let name = command.name();
         let resolved = self
             .hub
             .registry()
             .resolve(&login)
             .filter(|l| accepted.contains(l));
-        let outcome_rx = match (resolved, command) {
-            (None, _) => Err(CommandError::Forbidden),
-            (Some(_), Err(e)) => Err(e),
-            (Some(l), Ok(c)) => self.hub.command(&l, c),
+        let outcome_rx = match resolved {
+            None => Err(CommandError::Forbidden),
+            Some(l) => command
+                .validate()
+                .and_then(|()| self.hub.command(&l, command)),
         };
         let direct = direct.clone();
         let connector = connector.clone();
@@ -567,16 +524,6 @@ impl Api {
                 .await;
         });
     }
-}
-
-fn make_call(to: String) -> Result<Command, CommandError> {
-    let to = to.trim().to_string();
-    if to.is_empty() || to.len() > 128 || to.chars().any(char::is_control) {
-        return Err(CommandError::Invalid(
-            "`to` must be 1-128 printable characters".into(),
-        ));
-    }
-    Ok(Command::MakeCall { to })
 }
 
 fn redact(s: &str) -> String {

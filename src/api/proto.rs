@@ -2,7 +2,8 @@
 //! per-connection replies (`welcome`, `result`, `error`, `pong`). The fanned-out messages (`event`,
 //! `status`, `gap`, `snapshot`) are built once by the hub (`hub::message`).
 
-use crate::model::{LoginId, StatusLevel};
+use crate::hub::{AgentState, Command, ForwardingType};
+use crate::model::{LoginId, StatusLevel, Text};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -74,12 +75,259 @@ pub enum ClientMessage {
         /// The call.
         call_id: String,
     },
+    /// Blind transfer.
+    SingleStepTransfer {
+        /// Correlation id.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        /// Login ID acting.
+        login_id: String,
+        /// The call.
+        call_id: String,
+        /// Destination.
+        to: String,
+    },
+    /// Hold a call and call someone to consult.
+    Consult {
+        /// Correlation id.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        /// Login ID acting.
+        login_id: String,
+        /// The call to hold.
+        call_id: String,
+        /// Who to consult.
+        to: String,
+    },
+    /// Connect the held call with the active one and leave.
+    Transfer {
+        /// Correlation id.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        /// Login ID acting.
+        login_id: String,
+        /// The held call.
+        held_call_id: String,
+        /// The active call.
+        active_call_id: String,
+    },
+    /// Join the held call and the active one.
+    Conference {
+        /// Correlation id.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        /// Login ID acting.
+        login_id: String,
+        /// The held call.
+        held_call_id: String,
+        /// The active call.
+        active_call_id: String,
+    },
+    /// Send an alerting call elsewhere.
+    Deflect {
+        /// Correlation id.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        /// Login ID acting.
+        login_id: String,
+        /// The call.
+        call_id: String,
+        /// Destination.
+        to: String,
+    },
+    /// Do-not-disturb on or off.
+    SetDoNotDisturb {
+        /// Correlation id.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        /// Login ID acting.
+        login_id: String,
+        /// On or off.
+        on: bool,
+    },
+    /// Call forwarding on or off.
+    SetForwarding {
+        /// Correlation id.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        /// Login ID acting.
+        login_id: String,
+        /// Which forwarding.
+        forwarding_type: ForwardingType,
+        /// On or off.
+        on: bool,
+        /// Destination (to turn it on).
+        #[serde(default)]
+        to: Option<String>,
+    },
+    /// Agent state.
+    SetAgentState {
+        /// Correlation id.
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        /// Login ID acting.
+        login_id: String,
+        /// Requested state.
+        state: AgentState,
+        /// Agent id, if the PBX needs one.
+        #[serde(default)]
+        agent_id: Option<String>,
+    },
     /// Application-level ping; answered with `pong`.
     Ping {
         /// Echoed.
         #[serde(default)]
         id: Option<serde_json::Value>,
     },
+}
+
+/// A call-control request taken apart: correlation id, acting Login ID, command.
+pub type CommandRequest = (Option<serde_json::Value>, String, Command);
+
+impl ClientMessage {
+    /// The command this message asks for (`None` for `hello` and `ping`).
+    pub fn into_command(self) -> Option<CommandRequest> {
+        let t = Text::from;
+        Some(match self {
+            ClientMessage::Hello { .. } | ClientMessage::Ping { .. } => return None,
+            ClientMessage::MakeCall { id, login_id, to } => {
+                (id, login_id, Command::MakeCall { to })
+            }
+            ClientMessage::Answer {
+                id,
+                login_id,
+                call_id,
+            } => (
+                id,
+                login_id,
+                Command::Answer {
+                    call_id: t(call_id),
+                },
+            ),
+            ClientMessage::Clear {
+                id,
+                login_id,
+                call_id,
+            } => (
+                id,
+                login_id,
+                Command::Clear {
+                    call_id: t(call_id),
+                },
+            ),
+            ClientMessage::Hold {
+                id,
+                login_id,
+                call_id,
+            } => (
+                id,
+                login_id,
+                Command::Hold {
+                    call_id: t(call_id),
+                },
+            ),
+            ClientMessage::Retrieve {
+                id,
+                login_id,
+                call_id,
+            } => (
+                id,
+                login_id,
+                Command::Retrieve {
+                    call_id: t(call_id),
+                },
+            ),
+            ClientMessage::SingleStepTransfer {
+                id,
+                login_id,
+                call_id,
+                to,
+            } => (
+                id,
+                login_id,
+                Command::SingleStepTransfer {
+                    call_id: t(call_id),
+                    to,
+                },
+            ),
+            ClientMessage::Consult {
+                id,
+                login_id,
+                call_id,
+                to,
+            } => (
+                id,
+                login_id,
+                Command::Consult {
+                    call_id: t(call_id),
+                    to,
+                },
+            ),
+            ClientMessage::Transfer {
+                id,
+                login_id,
+                held_call_id,
+                active_call_id,
+            } => (
+                id,
+                login_id,
+                Command::Transfer {
+                    held_call_id: t(held_call_id),
+                    active_call_id: t(active_call_id),
+                },
+            ),
+            ClientMessage::Conference {
+                id,
+                login_id,
+                held_call_id,
+                active_call_id,
+            } => (
+                id,
+                login_id,
+                Command::Conference {
+                    held_call_id: t(held_call_id),
+                    active_call_id: t(active_call_id),
+                },
+            ),
+            ClientMessage::Deflect {
+                id,
+                login_id,
+                call_id,
+                to,
+            } => (
+                id,
+                login_id,
+                Command::Deflect {
+                    call_id: t(call_id),
+                    to,
+                },
+            ),
+            ClientMessage::SetDoNotDisturb { id, login_id, on } => {
+                (id, login_id, Command::SetDoNotDisturb { on })
+            }
+            ClientMessage::SetForwarding {
+                id,
+                login_id,
+                forwarding_type,
+                on,
+                to,
+            } => (
+                id,
+                login_id,
+                Command::SetForwarding {
+                    forwarding_type,
+                    on,
+                    to,
+                },
+            ),
+            ClientMessage::SetAgentState {
+                id,
+                login_id,
+                state,
+                agent_id,
+            } => (id, login_id, Command::SetAgentState { state, agent_id }),
+        })
+    }
 }
 
 /// A Login ID the gateway would not serve, and why.
@@ -173,6 +421,14 @@ struct ResultMsg<'a> {
 struct ResultError<'a> {
     code: &'a str,
     message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csta: Option<Csta<'a>>,
+}
+
+#[derive(Serialize)]
+struct Csta<'a> {
+    category: &'a str,
+    value: &'a str,
 }
 
 /// A `result` for a command.
@@ -190,6 +446,7 @@ pub fn result(
             Some(ResultError {
                 code: e.code(),
                 message: e.to_string(),
+                csta: e.csta().map(|(category, value)| Csta { category, value }),
             }),
         ),
     };
@@ -231,6 +488,18 @@ mod tests {
             serde_json::from_str(r#"{"type":"make_call","id":7,"login_id":"A","to":"+4930"}"#)
                 .unwrap();
         assert!(matches!(m, ClientMessage::MakeCall { .. }));
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"set_forwarding","login_id":"A","forwarding_type":"no_answer","on":true,"to":"200"}"#,
+        )
+        .unwrap();
+        let (_, _, c) = m.into_command().unwrap();
+        assert_eq!(c.name(), "set_forwarding");
+        assert!(
+            serde_json::from_str::<ClientMessage>(
+                r#"{"type":"set_forwarding","login_id":"A","forwarding_type":"sideways","on":true}"#
+            )
+            .is_err()
+        );
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"ping","extra":1}"#).is_err());
     }

@@ -4,9 +4,14 @@
 //! Links call [`Hub::publish`], which never waits: it takes one short per-Login-ID lock, serializes
 //! the event once, and pushes the same bytes to every subscriber (kicking any that are full).
 
+pub mod command;
 pub mod message;
 pub mod registry;
 pub mod subscriber;
+
+pub use command::{
+    AgentState, Command, CommandError, CommandOk, CommandResult, ForwardingType, LinkRequest,
+};
 
 pub use registry::{DeviceKey, Registry};
 pub use subscriber::{KickReason, Outbound, Subscriber, SubscriberRx};
@@ -18,132 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
-use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
-
-/// A call-control command for a Login ID's device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Place a call from the device to `to`.
-    MakeCall {
-        /// Number to call.
-        to: String,
-    },
-    /// Answer an alerting call.
-    Answer {
-        /// The call.
-        call_id: Text,
-    },
-    /// Hang up the device's connection.
-    Clear {
-        /// The call.
-        call_id: Text,
-    },
-    /// Put a call on hold.
-    Hold {
-        /// The call.
-        call_id: Text,
-    },
-    /// Take a call off hold.
-    Retrieve {
-        /// The call.
-        call_id: Text,
-    },
-}
-
-impl Command {
-    /// Name for logs and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Command::MakeCall { .. } => "make_call",
-            Command::Answer { .. } => "answer",
-            Command::Clear { .. } => "clear",
-            Command::Hold { .. } => "hold",
-            Command::Retrieve { .. } => "retrieve",
-        }
-    }
-
-    fn call_id(&self) -> Option<&Text> {
-        match self {
-            Command::MakeCall { .. } => None,
-            Command::Answer { call_id }
-            | Command::Clear { call_id }
-            | Command::Hold { call_id }
-            | Command::Retrieve { call_id } => Some(call_id),
-        }
-    }
-}
-
-/// A command on its way to a link, with the channel for its outcome.
-#[derive(Debug)]
-pub struct LinkRequest {
-    /// Device to act on.
-    pub device: Text,
-    /// What to do.
-    pub command: Command,
-    /// Where the outcome goes.
-    pub reply: oneshot::Sender<CommandResult>,
-}
-
-/// What a successful command returns.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CommandOk {
-    /// The call created or acted on, when the PBX says.
-    pub call_id: Option<Text>,
-}
-
-/// Outcome of a command.
-pub type CommandResult = Result<CommandOk, CommandError>;
-
-/// Why a command failed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum CommandError {
-    /// The Login ID is not served by this connection or does not exist.
-    #[error("login id not served by this connection")]
-    Forbidden,
-    /// The PBX link is not up.
-    #[error("the PBX link is down")]
-    LinkDown,
-    /// The device is not monitored (monitor failed or still starting).
-    #[error("the device is not monitored: {0}")]
-    NotMonitored(String),
-    /// The link's command queue is full.
-    #[error("the PBX link is busy; retry later")]
-    Busy,
-    /// The call is not one of the Login ID's calls.
-    #[error("no such call at this Login ID's device")]
-    UnknownCall,
-    /// The PBX refused the request (CSTA error category and value).
-    #[error("the PBX refused: {category}/{value}")]
-    Rejected {
-        /// Error category.
-        category: String,
-        /// Error value.
-        value: String,
-    },
-    /// No answer from the PBX in time.
-    #[error("the PBX did not answer in time")]
-    Timeout,
-    /// A bad argument.
-    #[error("invalid argument: {0}")]
-    Invalid(String),
-}
-
-impl CommandError {
-    /// Stable code for the connector protocol and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            CommandError::Forbidden => "forbidden",
-            CommandError::LinkDown => "link_down",
-            CommandError::NotMonitored(_) => "not_monitored",
-            CommandError::Busy => "busy",
-            CommandError::UnknownCall => "unknown_call",
-            CommandError::Rejected { .. } => "rejected",
-            CommandError::Timeout => "timeout",
-            CommandError::Invalid(_) => "invalid",
-        }
-    }
-}
 
 struct Session {
     login: LoginId,
@@ -428,10 +308,10 @@ impl Hub {
             if s.status.0 != StatusLevel::Green {
                 return Err(CommandError::NotMonitored(s.status.1.clone()));
             }
-            if let Some(call) = command.call_id()
-                && !s.calls.call_ids().any(|c| c == call)
-            {
-                return Err(CommandError::UnknownCall);
+            for call in command.call_ids() {
+                if !s.calls.call_ids().any(|c| c == call) {
+                    return Err(CommandError::UnknownCall);
+                }
             }
             (s.key.pbx.clone(), s.key.device.clone())
         };

@@ -153,6 +153,7 @@ struct Shared {
     events: AtomicU64,
     connections: AtomicU64,
     paused: AtomicBool,
+    unresponsive: AtomicBool,
     rng: Mutex<StdRng>,
     stop: CancellationToken,
 }
@@ -181,6 +182,7 @@ impl Simulator {
             events: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             paused: AtomicBool::new(false),
+            unresponsive: AtomicBool::new(false),
             stop: CancellationToken::new(),
         });
         tokio::spawn(accept_loop(sh.clone(), listener));
@@ -199,6 +201,11 @@ impl Simulator {
     /// Pauses or resumes the generated traffic (explicit `play` still works).
     pub fn set_paused(&self, paused: bool) {
         self.sh.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Stops (or resumes) answering requests, like a switch that hangs.
+    pub fn set_unresponsive(&self, on: bool) {
+        self.sh.unresponsive.store(on, Ordering::Relaxed);
     }
 
     /// Writes raw bytes on the current connection (malformed-frame tests).
@@ -444,6 +451,9 @@ fn handle(
     invoke: InvokeId,
     body: &[u8],
 ) {
+    if sh.unresponsive.load(Ordering::Relaxed) {
+        return;
+    }
     let ns = sh.cfg.namespace.clone();
     let reply = |root: &str, inner: &str| {
         let _ = tx.send(Wire::Frame(frame(invoke, &doc(&ns, root, inner))));
@@ -618,6 +628,229 @@ fn handle(
                     "<stateIncompatibility>invalidObjectState</stateIncompatibility>",
                 );
             }
+        }
+        "SingleStepTransferCall" | "DeflectCall" => {
+            let single = req.root == "SingleStepTransferCall";
+            let (parent, to_key) = if single {
+                ("activeCall", "transferredTo")
+            } else {
+                ("callToBeDiverted", "newDestination")
+            };
+            let call = req
+                .get(&format!("{parent}/callID"))
+                .unwrap_or("")
+                .to_string();
+            let device = req
+                .get(&format!("{parent}/deviceID"))
+                .unwrap_or("")
+                .to_string();
+            let to = req.get(to_key).unwrap_or("").to_string();
+            let wanted = if single {
+                CallState::Connected
+            } else {
+                CallState::Alerting
+            };
+            if call_state(sh, &device, &call) != Some(wanted) || to.is_empty() {
+                reply(
+                    "CSTAErrorCode",
+                    "<stateIncompatibility>invalidObjectState</stateIncompatibility>",
+                );
+                return;
+            }
+            remove_call(sh, &device, &call);
+            let new_call = new_call_id(sh);
+            if single {
+                emit(
+                    sh,
+                    &device,
+                    "TransferedEvent",
+                    &format!(
+                        "{}{}{}<transferredConnections><connectionListItem>{}</connectionListItem></transferredConnections><localConnectionInfo>null</localConnectionInfo><cause>singleStepTransfer</cause>",
+                        conn("primaryOldCall", &call, &device),
+                        dev("transferringDevice", &device),
+                        dev("transferredToDevice", &to),
+                        conn("newConnection", &new_call, &to)
+                    ),
+                );
+                reply(
+                    "SingleStepTransferCallResponse",
+                    &conn("transferredCall", &new_call, &to),
+                );
+            } else {
+                emit(
+                    sh,
+                    &device,
+                    "DivertedEvent",
+                    &format!(
+                        "{}{}{}<localConnectionInfo>null</localConnectionInfo><cause>redirected</cause>",
+                        conn("connection", &call, &device),
+                        dev("divertingDevice", &device),
+                        dev("newDestination", &to)
+                    ),
+                );
+                reply("DeflectCallResponse", "");
+            }
+            if sh.cfg.devices.contains(&to) {
+                let caller = external(sh);
+                tokio::spawn(transferred_in(sh.clone(), to, new_call, caller, device));
+            }
+        }
+        "ConsultationCall" => {
+            let call = req.get("existingCall/callID").unwrap_or("").to_string();
+            let device = req.get("existingCall/deviceID").unwrap_or("").to_string();
+            let to = req.get("consultedDevice").unwrap_or("").to_string();
+            if call_state(sh, &device, &call) != Some(CallState::Connected) || to.is_empty() {
+                reply(
+                    "CSTAErrorCode",
+                    "<stateIncompatibility>invalidObjectState</stateIncompatibility>",
+                );
+                return;
+            }
+            set_state(sh, &device, &call, CallState::Hold);
+            emit(
+                sh,
+                &device,
+                "HeldEvent",
+                &format!(
+                    "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>consultation</cause>",
+                    conn("heldConnection", &call, &device),
+                    dev("holdingDevice", &device)
+                ),
+            );
+            let new_call = new_call_id(sh);
+            reply(
+                "ConsultationCallResponse",
+                &conn("initiatedCall", &new_call, &device),
+            );
+            tokio::spawn(consult(sh.clone(), device, to, new_call));
+        }
+        "TransferCall" | "ConferenceCall" => {
+            let held = req.get("heldCall/callID").unwrap_or("").to_string();
+            let active = req.get("activeCall/callID").unwrap_or("").to_string();
+            let device = req.get("activeCall/deviceID").unwrap_or("").to_string();
+            if call_state(sh, &device, &held) != Some(CallState::Hold)
+                || call_state(sh, &device, &active) != Some(CallState::Connected)
+            {
+                reply(
+                    "CSTAErrorCode",
+                    "<stateIncompatibility>invalidObjectState</stateIncompatibility>",
+                );
+                return;
+            }
+            let other = external(sh);
+            if req.root == "TransferCall" {
+                remove_call(sh, &device, &held);
+                remove_call(sh, &device, &active);
+                emit(
+                    sh,
+                    &device,
+                    "TransferedEvent",
+                    &format!(
+                        "{}{}{}{}<localConnectionInfo>null</localConnectionInfo><cause>transfer</cause>",
+                        conn("primaryOldCall", &held, &device),
+                        conn("secondaryOldCall", &active, &device),
+                        dev("transferringDevice", &device),
+                        dev("transferredToDevice", &other)
+                    ),
+                );
+                reply(
+                    "TransferCallResponse",
+                    &conn("transferredCall", &held, &other),
+                );
+            } else {
+                remove_call(sh, &device, &active);
+                set_state(sh, &device, &held, CallState::Connected);
+                emit(
+                    sh,
+                    &device,
+                    "ConferencedEvent",
+                    &format!(
+                        "{}{}{}{}<conferenceConnections><connectionListItem>{}</connectionListItem></conferenceConnections><localConnectionInfo>connected</localConnectionInfo><cause>conference</cause>",
+                        conn("primaryOldCall", &held, &device),
+                        conn("secondaryOldCall", &active, &device),
+                        dev("conferencingDevice", &device),
+                        dev("addedParty", &other),
+                        conn("newConnection", &held, &device)
+                    ),
+                );
+                reply(
+                    "ConferenceCallResponse",
+                    &conn("conferenceCall", &held, &device),
+                );
+            }
+        }
+        "SetDoNotDisturb" => {
+            let device = req.get("device").unwrap_or("").to_string();
+            let on = req.get("doNotDisturbOn").unwrap_or("false").to_string();
+            if !sh.cfg.devices.contains(&device) {
+                reply("CSTAErrorCode", "<operation>invalidDeviceID</operation>");
+                return;
+            }
+            emit(
+                sh,
+                &device,
+                "DoNotDisturbEvent",
+                &format!(
+                    "{}<doNotDisturbOn>{}</doNotDisturbOn>",
+                    dev("device", &device),
+                    esc(&on)
+                ),
+            );
+            reply("SetDoNotDisturbResponse", "");
+        }
+        "SetForwarding" => {
+            let device = req.get("device").unwrap_or("").to_string();
+            if !sh.cfg.devices.contains(&device) {
+                reply("CSTAErrorCode", "<operation>invalidDeviceID</operation>");
+                return;
+            }
+            let kind = req.get("forwardingType").unwrap_or("forwardImmediate");
+            let on = req.get("activateForward").unwrap_or("false");
+            let to = req
+                .get("forwardDN")
+                .map(|t| format!("<forwardTo>{}</forwardTo>", esc(t)))
+                .unwrap_or_default();
+            emit(
+                sh,
+                &device,
+                "ForwardingEvent",
+                &format!(
+                    "{}<forwardingType>{}</forwardingType><forwardStatus>{}</forwardStatus>{to}",
+                    dev("device", &device),
+                    esc(kind),
+                    esc(on)
+                ),
+            );
+            reply("SetForwardingResponse", "");
+        }
+        "SetAgentState" => {
+            let device = req.get("device").unwrap_or("").to_string();
+            let event = match req.get("requestedAgentState") {
+                Some("loggedOn") => "AgentLoggedOnEvent",
+                Some("loggedOff") => "AgentLoggedOffEvent",
+                Some("ready") => "AgentReadyEvent",
+                Some("notReady") => "AgentNotReadyEvent",
+                Some("workingAfterCall") => "AgentWorkingAfterCallEvent",
+                _ => {
+                    reply("CSTAErrorCode", "<operation>invalidAgentState</operation>");
+                    return;
+                }
+            };
+            if !sh.cfg.devices.contains(&device) {
+                reply("CSTAErrorCode", "<operation>invalidDeviceID</operation>");
+                return;
+            }
+            let agent = req
+                .get("agentID")
+                .map(|a| format!("<agentID>{}</agentID>", esc(a)))
+                .unwrap_or_default();
+            emit(
+                sh,
+                &device,
+                event,
+                &format!("{}{agent}", dev("agentDevice", &device)),
+            );
+            reply("SetAgentStateResponse", "");
         }
         other => {
             debug!(request = other, "simulator: unsupported request");
@@ -975,6 +1208,54 @@ async fn transferred_in(
             ),
         );
     }
+}
+
+/// The consultation leg: `device` calls `to` while its first call is held.
+async fn consult(sh: Arc<Shared>, device: String, to: String, call: String) {
+    let t = sh.cfg.timing;
+    add_call(&sh, &device, &call, CallState::Initiated);
+    emit(
+        &sh,
+        &device,
+        "ServiceInitiatedEvent",
+        &format!(
+            "{}{}<localConnectionInfo>initiated</localConnectionInfo><cause>consultation</cause>",
+            conn("initiatedConnection", &call, &device),
+            dev("initiatingDevice", &device)
+        ),
+    );
+    tokio::time::sleep(t.step).await;
+    if call_state(&sh, &device, &call).is_none() {
+        return;
+    }
+    set_state(&sh, &device, &call, CallState::Connected);
+    emit(
+        &sh,
+        &device,
+        "OriginatedEvent",
+        &format!(
+            "{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>consultation</cause>",
+            conn("originatedConnection", &call, &device),
+            dev("callingDevice", &device),
+            dev("calledDevice", &to)
+        ),
+    );
+    tokio::time::sleep(t.step).await;
+    if call_state(&sh, &device, &call).is_none() {
+        return;
+    }
+    emit(
+        &sh,
+        &device,
+        "EstablishedEvent",
+        &format!(
+            "{}{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>consultation</cause>",
+            conn("establishedConnection", &call, &to),
+            dev("answeringDevice", &to),
+            dev("callingDevice", &device),
+            dev("calledDevice", &to)
+        ),
+    );
 }
 
 /// `device` calls `to`.

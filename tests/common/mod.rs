@@ -26,6 +26,7 @@ pub struct EnvOptions {
     pub max_frame_bytes: usize,
     pub dialect: Dialect,
     pub write_timeout_ms: u64,
+    pub request_timeout_ms: u64,
 }
 
 impl EnvOptions {
@@ -40,6 +41,7 @@ impl EnvOptions {
             max_frame_bytes: 65_535,
             dialect: Dialect::Osv,
             write_timeout_ms: 60_000,
+            request_timeout_ms: 10_000,
         }
     }
 }
@@ -104,6 +106,7 @@ tls = true
 tls_ca = "in-memory"
 max_frame_bytes = {max_frame}
 monitor_rate = 50
+request_timeout_ms = {rt}
 reconnect_min_ms = 50
 reconnect_max_ms = 200
 [[connector]]
@@ -118,6 +121,7 @@ max_connections = 2
 "#,
         queue = o.queue_messages,
         wt = o.write_timeout_ms,
+        rt = o.request_timeout_ms,
         ring = o.replay_ring,
         name = o.name,
         sim = sim.addr,

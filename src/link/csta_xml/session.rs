@@ -482,35 +482,66 @@ impl Session {
             return;
         };
         let device = self.devices[i].name.clone();
-        let conn = |call_id: &Text| -> (Text, Text) {
-            let dev = self.devices[i]
-                .conn_ids
-                .get(call_id)
-                .cloned()
-                .unwrap_or_else(|| device.clone());
-            (call_id.clone(), dev)
+        // The PBX's connection id for our device in each call (falls back to the device name).
+        let ids: Vec<(Text, Text)> = req
+            .command
+            .call_ids()
+            .into_iter()
+            .map(|call| {
+                let dev = self.devices[i]
+                    .conn_ids
+                    .get(call)
+                    .cloned()
+                    .unwrap_or_else(|| device.clone());
+                (call.clone(), dev)
+            })
+            .collect();
+        let conn = |k: usize| ConnRef {
+            call_id: &ids[k].0,
+            device_id: &ids[k].1,
         };
         let name = req.command.name();
-        let (call, dev_id) = match &req.command {
-            Command::MakeCall { .. } => (Text::default(), Text::default()),
-            Command::Answer { call_id }
-            | Command::Clear { call_id }
-            | Command::Hold { call_id }
-            | Command::Retrieve { call_id } => conn(call_id),
-        };
-        let c = ConnRef {
-            call_id: &call,
-            device_id: &dev_id,
-        };
         let request = match &req.command {
             Command::MakeCall { to } => Request::MakeCall {
                 calling: &device,
                 called: to,
             },
-            Command::Answer { .. } => Request::AnswerCall { call: c },
-            Command::Clear { .. } => Request::ClearConnection { conn: c },
-            Command::Hold { .. } => Request::HoldCall { call: c },
-            Command::Retrieve { .. } => Request::RetrieveCall { call: c },
+            Command::Answer { .. } => Request::AnswerCall { call: conn(0) },
+            Command::Clear { .. } => Request::ClearConnection { conn: conn(0) },
+            Command::Hold { .. } => Request::HoldCall { call: conn(0) },
+            Command::Retrieve { .. } => Request::RetrieveCall { call: conn(0) },
+            Command::SingleStepTransfer { to, .. } => {
+                Request::SingleStepTransferCall { call: conn(0), to }
+            }
+            Command::Consult { to, .. } => Request::ConsultationCall { call: conn(0), to },
+            Command::Transfer { .. } => Request::TransferCall {
+                held: conn(0),
+                active: conn(1),
+            },
+            Command::Conference { .. } => Request::ConferenceCall {
+                held: conn(0),
+                active: conn(1),
+            },
+            Command::Deflect { to, .. } => Request::DeflectCall { call: conn(0), to },
+            Command::SetDoNotDisturb { on } => Request::SetDoNotDisturb {
+                device: &device,
+                on: *on,
+            },
+            Command::SetForwarding {
+                forwarding_type,
+                on,
+                to,
+            } => Request::SetForwarding {
+                device: &device,
+                forwarding_type: forwarding_type.csta(),
+                on: *on,
+                to: to.as_deref(),
+            },
+            Command::SetAgentState { state, agent_id } => Request::SetAgentState {
+                device: &device,
+                state: state.csta(),
+                agent_id: agent_id.as_deref(),
+            },
         };
         let id = self.alloc_invoke();
         self.write(id, &request);
