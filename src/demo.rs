@@ -70,6 +70,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
             talk: Duration::from_millis(2500),
         },
         seed: rand::random(),
+        dial: None,
     })
     .await
     .map_err(DemoError::Sim)?;

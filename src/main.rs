@@ -151,6 +151,15 @@ enum SimCmd {
         /// Talk time, ms.
         #[arg(long, default_value_t = 3000)]
         talk_ms: u64,
+        /// Dial the gateway at this address instead of listening (for `mode = "accept"` links).
+        #[arg(long)]
+        dial: Option<String>,
+        /// With --dial: CA certificate (PEM) to verify the gateway; plain TCP without it.
+        #[arg(long, requires = "dial")]
+        dial_ca: Option<PathBuf>,
+        /// With --dial-ca: the name to verify (default: the host of --dial).
+        #[arg(long, requires = "dial_ca")]
+        dial_server_name: Option<String>,
     },
 }
 
@@ -241,6 +250,9 @@ async fn main() -> Result<()> {
                     tls_key,
                     ring_ms,
                     talk_ms,
+                    dial,
+                    dial_ca,
+                    dial_server_name,
                 },
         } => {
             init_logs(cli.log_format, "info");
@@ -266,6 +278,25 @@ async fn main() -> Result<()> {
                     talk: Duration::from_millis(talk_ms),
                 },
                 seed: rand::random(),
+                dial: match dial {
+                    None => None,
+                    Some(addr) => {
+                        let tls = match dial_ca {
+                            None => None,
+                            Some(ca) => {
+                                let host = dial_server_name.unwrap_or_else(|| {
+                                    ctigate::config::split_host_port(&addr)
+                                        .map_or(addr.clone(), |(h, _)| h.to_string())
+                                });
+                                Some((
+                                    ctigate::tls::client_config_from_files(&ca, None, None)?,
+                                    ctigate::tls::server_name(&host)?,
+                                ))
+                            }
+                        };
+                        Some(ctigate::sim::csta_xml::SimDial { addr, tls })
+                    }
+                },
             })
             .await
             .context("starting the simulator")?;

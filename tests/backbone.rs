@@ -726,3 +726,32 @@ async fn the_gateway_opened_dialect_works_end_to_end() {
     let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
     assert_eq!(e["event"], "initiated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pbx_that_dials_the_gateway_in_accept_mode() {
+    let mut o = EnvOptions::new("accept-mode");
+    o.devices = 2;
+    o.accept = true;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    env.sim.play(&env.devices[1], Scenario::InboundAnswered);
+    let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
+    assert_eq!(
+        (e["event"].as_str(), e["login_id"].as_str()),
+        (Some("delivered"), Some(env.logins[1].as_str()))
+    );
+    // The PBX's connection drops mid-frame; it dials again and the link recovers.
+    assert!(env.sim.cut_mid_frame());
+    recv_until(&mut c, T, |v| {
+        v["type"] == "status" && v["status"] == "yellow"
+    })
+    .await;
+    recv_until(&mut c, T, |v| {
+        v["type"] == "status" && v["status"] == "green"
+    })
+    .await;
+    assert!(env.sim.connections() >= 2);
+}

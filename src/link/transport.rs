@@ -141,6 +141,15 @@ impl Transport {
         }
     }
 
+    /// An accepting transport with an explicit TLS server config (demo and tests).
+    pub fn accept(addr: String, tls: Option<Arc<rustls::ServerConfig>>) -> Transport {
+        Transport::Accept {
+            addr,
+            listener: None,
+            tls: tls.map(TlsAcceptor::from),
+        }
+    }
+
     /// True when TLS is configured.
     pub fn is_tls(&self) -> bool {
         match self {

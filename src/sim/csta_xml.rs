@@ -79,6 +79,21 @@ pub struct SimConfig {
     pub timing: Timing,
     /// Seed for scenario choices.
     pub seed: u64,
+    /// Dial the gateway at this address instead of listening (a PBX or relay that connects out,
+    /// for links in `mode = "accept"`); reconnects when the connection drops.
+    pub dial: Option<SimDial>,
+}
+
+/// Where a dialing simulator connects, and with what TLS.
+#[derive(Clone)]
+pub struct SimDial {
+    /// Gateway address.
+    pub addr: String,
+    /// TLS client config and the name to verify; plain TCP when `None`.
+    pub tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 impl SimConfig {
@@ -169,8 +184,14 @@ pub struct Simulator {
 impl Simulator {
     /// Binds and starts the simulator.
     pub async fn start(cfg: SimConfig) -> std::io::Result<Simulator> {
-        let listener = TcpListener::bind(&cfg.listen).await?;
-        let addr = listener.local_addr()?;
+        let listener = match cfg.dial {
+            None => Some(TcpListener::bind(&cfg.listen).await?),
+            Some(_) => None,
+        };
+        let addr = match &listener {
+            Some(l) => l.local_addr()?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         let sh = Arc::new(Shared {
             rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
             cfg,
@@ -185,7 +206,14 @@ impl Simulator {
             unresponsive: AtomicBool::new(false),
             stop: CancellationToken::new(),
         });
-        tokio::spawn(accept_loop(sh.clone(), listener));
+        match listener {
+            Some(l) => {
+                tokio::spawn(accept_loop(sh.clone(), l));
+            }
+            None => {
+                tokio::spawn(dial_loop(sh.clone()));
+            }
+        }
         if sh.cfg.rate > 0.0 {
             tokio::spawn(generate(sh.clone()));
         }
@@ -286,6 +314,43 @@ async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
                 },
             }
         });
+    }
+}
+
+async fn dial_loop(sh: Arc<Shared>) {
+    let Some(dial) = sh.cfg.dial.clone() else {
+        return;
+    };
+    loop {
+        let tcp = tokio::select! {
+            _ = sh.stop.cancelled() => return,
+            r = tokio::net::TcpStream::connect(&dial.addr) => r,
+        };
+        match tcp {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                let peer = tcp
+                    .peer_addr()
+                    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                match &dial.tls {
+                    None => serve(sh.clone(), tcp, peer).await,
+                    Some((cfg, name)) => {
+                        match tokio_rustls::TlsConnector::from(cfg.clone())
+                            .connect(name.clone(), tcp)
+                            .await
+                        {
+                            Ok(s) => serve(sh.clone(), s, peer).await,
+                            Err(e) => info!(error = %e, "simulator TLS handshake failed"),
+                        }
+                    }
+                }
+            }
+            Err(e) => debug!(error = %e, addr = %dial.addr, "simulator: gateway not reachable yet"),
+        }
+        tokio::select! {
+            _ = sh.stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use ctigate::connector::Client;
 use ctigate::gateway::{Gateway, StartOptions};
 use ctigate::link::Transport;
 use ctigate::model::LoginId;
-use ctigate::sim::csta_xml::{SimConfig, Simulator, Timing};
+use ctigate::sim::csta_xml::{SimConfig, SimDial, Simulator, Timing};
 use ctigate::tls::{DevCerts, server_name};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -27,6 +27,8 @@ pub struct EnvOptions {
     pub dialect: Dialect,
     pub write_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    /// The PBX dials the gateway (`mode = "accept"`).
+    pub accept: bool,
 }
 
 impl EnvOptions {
@@ -42,6 +44,7 @@ impl EnvOptions {
             dialect: Dialect::Osv,
             write_timeout_ms: 60_000,
             request_timeout_ms: 10_000,
+            accept: false,
         }
     }
 }
@@ -59,8 +62,29 @@ pub struct Env {
 }
 
 pub async fn start(o: EnvOptions) -> Env {
+    // CTIGATE_TEST_LOG=debug shows the gateway's and the simulator's logs while debugging a test.
+    if let Ok(filter) = std::env::var("CTIGATE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let certs = DevCerts::generate(&[], "test-connector").unwrap();
     let devices = SimConfig::numbered_devices(5001, o.devices);
+    // In accept mode the gateway listens on a port picked here and the simulator dials it.
+    let accept_addr = if o.accept {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Some(l.local_addr().unwrap().to_string())
+    } else {
+        None
+    };
+    let dial = accept_addr.clone().map(|addr| SimDial {
+        addr,
+        tls: Some((
+            certs.client_config(false).unwrap(),
+            server_name("localhost").unwrap(),
+        )),
+    });
     let sim = Simulator::start(SimConfig {
         listen: "127.0.0.1:0".into(),
         devices: devices.clone(),
@@ -70,6 +94,7 @@ pub async fn start(o: EnvOptions) -> Env {
         tls: Some(certs.server_config(false).unwrap()),
         timing: o.timing,
         seed: 7,
+        dial,
     })
     .await
     .unwrap();
@@ -99,11 +124,11 @@ replay_ring = {ring}
 [[pbx]]
 name = "{name}"
 protocol = "csta-xml"
-mode = "dial"
+mode = "{mode}"
 address = "{sim}"
 dialect = "{dialect}"
 tls = true
-tls_ca = "in-memory"
+{tls_files}
 max_frame_bytes = {max_frame}
 monitor_rate = 50
 request_timeout_ms = {rt}
@@ -124,7 +149,13 @@ max_connections = 2
         rt = o.request_timeout_ms,
         ring = o.replay_ring,
         name = o.name,
-        sim = sim.addr,
+        sim = accept_addr.clone().unwrap_or_else(|| sim.addr.to_string()),
+        tls_files = if o.accept {
+            "tls_cert = \"in-memory\"\ntls_key = \"in-memory\""
+        } else {
+            "tls_ca = \"in-memory\""
+        },
+        mode = if o.accept { "accept" } else { "dial" },
         max_frame = o.max_frame_bytes,
         h_all = token_hash(&token_all),
         h_first = token_hash(&token_first),
@@ -144,16 +175,17 @@ max_connections = 2
         .collect();
     assert!(problems.is_empty(), "{problems:?}");
     let mut transports = HashMap::new();
-    transports.insert(
-        o.name.to_string(),
-        Transport::dial(
+    let transport = match &accept_addr {
+        Some(addr) => Transport::accept(addr.clone(), Some(certs.server_config(false).unwrap())),
+        None => Transport::dial(
             sim.addr.to_string(),
             Some((
                 certs.client_config(false).unwrap(),
                 server_name("localhost").unwrap(),
             )),
         ),
-    );
+    };
+    transports.insert(o.name.to_string(), transport);
     let gw = Gateway::start(
         &cfg,
         StartOptions {
