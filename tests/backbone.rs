@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{EnvOptions, metric, recv_until, start, wait_until};
+use common::{EnvOptions, LinkTls, metric, recv_until, start, wait_until};
 use ctigate::connector::{Client, ClientError};
 use ctigate::model::LoginId;
 use ctigate::sim::csta_xml::Scenario;
@@ -754,4 +754,80 @@ async fn a_pbx_that_dials_the_gateway_in_accept_mode() {
     })
     .await;
     assert!(env.sim.connections() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_without_a_client_certificate_are_refused_under_mtls() {
+    let mut o = EnvOptions::new("mtls");
+    o.devices = 1;
+    o.api_mtls = true;
+    let env = start(o).await;
+    // With the client certificate: served.
+    let (_c, w) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    assert_eq!(w["type"], "welcome");
+    // Without: the TLS handshake (or the first read after it) fails, and it is counted.
+    let r = async {
+        let mut c = Client::connect(&env.url, env.certs.client_config(false).unwrap()).await?;
+        c.hello(&env.token_all, &env.logins, &HashMap::new()).await
+    }
+    .await;
+    assert!(r.is_err(), "served without a client certificate");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let m = env.metrics().await;
+    assert!(metric(&m, "ctigate_api_tls_handshake_failures_total", &[]) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pbx_whose_certificate_is_not_trusted_is_not_connected() {
+    let mut o = EnvOptions::new("wrong-ca");
+    o.devices = 1;
+    let env = {
+        o.link_tls = LinkTls::WrongCa;
+        start(o).await
+    };
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    let s = recv_until(&mut c, T, |v| v["type"] == "status").await;
+    assert_eq!(
+        (s["status"].as_str(), s["reason"].as_str()),
+        (Some("yellow"), Some("connecting"))
+    );
+    wait_until(T, || {
+        env.gw.links[0]
+            .last_error
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|e| e.contains("TLS handshake"))
+    })
+    .await;
+    let m = env.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "ctigate_link_connect_failures_total",
+            &[("link", "wrong-ca"), ("kind", "tls_handshake")]
+        ) >= 1.0
+    );
+    assert_eq!(metric(&m, "ctigate_link_up", &[("link", "wrong-ca")]), 0.0);
+    let (status, _) = env.http_get("/readyz").await;
+    assert!(status.contains("503"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_tcp_link_works_when_configured() {
+    let mut o = EnvOptions::new("plain");
+    o.devices = 1;
+    o.link_tls = LinkTls::Plain;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    env.sim.play(&env.devices[0], Scenario::OutboundAnswered);
+    let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
+    assert_eq!(e["event"], "initiated");
 }

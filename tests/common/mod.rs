@@ -29,6 +29,21 @@ pub struct EnvOptions {
     pub request_timeout_ms: u64,
     /// The PBX dials the gateway (`mode = "accept"`).
     pub accept: bool,
+    /// Connectors must present a client certificate.
+    pub api_mtls: bool,
+    /// TLS on the PBX link.
+    pub link_tls: LinkTls,
+}
+
+/// How the PBX link is secured in a test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum LinkTls {
+    /// TLS with the right CA.
+    Ok,
+    /// TLS, but the gateway trusts another CA.
+    WrongCa,
+    /// `tls = false`.
+    Plain,
 }
 
 impl EnvOptions {
@@ -45,6 +60,8 @@ impl EnvOptions {
             write_timeout_ms: 60_000,
             request_timeout_ms: 10_000,
             accept: false,
+            api_mtls: false,
+            link_tls: LinkTls::Ok,
         }
     }
 }
@@ -59,6 +76,7 @@ pub struct Env {
     pub token_first: String,
     pub url: String,
     pub pbx: &'static str,
+    pub mtls: bool,
 }
 
 pub async fn start(o: EnvOptions) -> Env {
@@ -91,7 +109,7 @@ pub async fn start(o: EnvOptions) -> Env {
         rate: o.rate,
         dialect: o.dialect,
         namespace: ns::ED4.into(),
-        tls: Some(certs.server_config(false).unwrap()),
+        tls: (o.link_tls != LinkTls::Plain).then(|| certs.server_config(false).unwrap()),
         timing: o.timing,
         seed: 7,
         dial,
@@ -127,7 +145,7 @@ protocol = "csta-xml"
 mode = "{mode}"
 address = "{sim}"
 dialect = "{dialect}"
-tls = true
+tls = {link_tls}
 {tls_files}
 max_frame_bytes = {max_frame}
 monitor_rate = 50
@@ -150,7 +168,10 @@ max_connections = 2
         ring = o.replay_ring,
         name = o.name,
         sim = accept_addr.clone().unwrap_or_else(|| sim.addr.to_string()),
-        tls_files = if o.accept {
+        link_tls = o.link_tls != LinkTls::Plain,
+        tls_files = if o.link_tls == LinkTls::Plain {
+            ""
+        } else if o.accept {
             "tls_cert = \"in-memory\"\ntls_key = \"in-memory\""
         } else {
             "tls_ca = \"in-memory\""
@@ -179,17 +200,27 @@ max_connections = 2
         Some(addr) => Transport::accept(addr.clone(), Some(certs.server_config(false).unwrap())),
         None => Transport::dial(
             sim.addr.to_string(),
-            Some((
-                certs.client_config(false).unwrap(),
-                server_name("localhost").unwrap(),
-            )),
+            match o.link_tls {
+                LinkTls::Plain => None,
+                LinkTls::Ok => Some((
+                    certs.client_config(false).unwrap(),
+                    server_name("localhost").unwrap(),
+                )),
+                LinkTls::WrongCa => Some((
+                    DevCerts::generate(&[], "other")
+                        .unwrap()
+                        .client_config(false)
+                        .unwrap(),
+                    server_name("localhost").unwrap(),
+                )),
+            },
         ),
     };
     transports.insert(o.name.to_string(), transport);
     let gw = Gateway::start(
         &cfg,
         StartOptions {
-            api_tls: Some(certs.server_config(false).unwrap()),
+            api_tls: Some(certs.server_config(o.api_mtls).unwrap()),
             transports,
         },
     )
@@ -206,12 +237,13 @@ max_connections = 2
         token_first,
         url,
         pbx: o.name,
+        mtls: o.api_mtls,
     }
 }
 
 impl Env {
     pub async fn client(&self) -> Client {
-        Client::connect(&self.url, self.certs.client_config(false).unwrap())
+        Client::connect(&self.url, self.certs.client_config(self.mtls).unwrap())
             .await
             .unwrap()
     }
