@@ -629,16 +629,15 @@ fn handle(
             let ok = match (req.root.as_str(), state) {
                 ("AnswerCall", CallState::Alerting) => {
                     set_state(sh, &device, &call, CallState::Connected);
-                    emit(
-                        sh,
+                    let body = at_device(
+                        "establishedConnection",
+                        "answeringDevice",
+                        &call,
                         &device,
-                        "EstablishedEvent",
-                        &format!(
-                            "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-                            conn("establishedConnection", &call, &device),
-                            dev("answeringDevice", &device)
-                        ),
+                        "connected",
+                        "newCall",
                     );
+                    emit(sh, &device, "EstablishedEvent", &body);
                     true
                 }
                 ("ClearConnection", _) => {
@@ -647,40 +646,34 @@ fn handle(
                         sh,
                         &device,
                         "ConnectionClearedEvent",
-                        &format!(
-                            "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-                            conn("droppedConnection", &call, &device),
-                            dev("releasingDevice", &device)
-                        ),
+                        &cleared(&call, &device),
                     );
                     true
                 }
                 ("HoldCall", CallState::Connected) => {
                     set_state(sh, &device, &call, CallState::Hold);
-                    emit(
-                        sh,
+                    let body = at_device(
+                        "heldConnection",
+                        "holdingDevice",
+                        &call,
                         &device,
-                        "HeldEvent",
-                        &format!(
-                            "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>newCall</cause>",
-                            conn("heldConnection", &call, &device),
-                            dev("holdingDevice", &device)
-                        ),
+                        "hold",
+                        "newCall",
                     );
+                    emit(sh, &device, "HeldEvent", &body);
                     true
                 }
                 ("RetrieveCall", CallState::Hold) => {
                     set_state(sh, &device, &call, CallState::Connected);
-                    emit(
-                        sh,
+                    let body = at_device(
+                        "retrievedConnection",
+                        "retrievingDevice",
+                        &call,
                         &device,
-                        "RetrievedEvent",
-                        &format!(
-                            "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-                            conn("retrievedConnection", &call, &device),
-                            dev("retrievingDevice", &device)
-                        ),
+                        "connected",
+                        "newCall",
                     );
+                    emit(sh, &device, "RetrievedEvent", &body);
                     true
                 }
                 _ => false,
@@ -772,16 +765,15 @@ fn handle(
                 return;
             }
             set_state(sh, &device, &call, CallState::Hold);
-            emit(
-                sh,
+            let body = at_device(
+                "heldConnection",
+                "holdingDevice",
+                &call,
                 &device,
-                "HeldEvent",
-                &format!(
-                    "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>consultation</cause>",
-                    conn("heldConnection", &call, &device),
-                    dev("holdingDevice", &device)
-                ),
+                "hold",
+                "consultation",
             );
+            emit(sh, &device, "HeldEvent", &body);
             let new_call = new_call_id(sh);
             reply(
                 "ConsultationCallResponse",
@@ -1093,6 +1085,71 @@ async fn play(sh: Arc<Shared>, device: String, scenario: Scenario, to: Option<St
     }
 }
 
+// Event bodies (after `monitorCrossRefID`), one builder per event shape.
+
+/// `DeliveredEvent`: `call` alerts at `alerting`; `state` is the monitored device's view.
+fn delivered(
+    call: &str,
+    alerting: &str,
+    calling: &str,
+    called: &str,
+    redirected: Option<&str>,
+    state: &str,
+    cause: &str,
+) -> String {
+    let redirect = match redirected {
+        Some(r) => format!(
+            "<lastRedirectionDevice><numberDialed>{}</numberDialed></lastRedirectionDevice>",
+            esc(r)
+        ),
+        None => "<lastRedirectionDevice><notRequired/></lastRedirectionDevice>".into(),
+    };
+    format!(
+        "{}{}{}{}{redirect}<localConnectionInfo>{state}</localConnectionInfo><cause>{cause}</cause>",
+        conn("connection", call, alerting),
+        dev("alertingDevice", alerting),
+        dev("callingDevice", calling),
+        dev("calledDevice", called)
+    )
+}
+
+/// `EstablishedEvent`: `answering` answered `call`.
+fn established(call: &str, answering: &str, calling: &str, called: &str, cause: &str) -> String {
+    format!(
+        "{}{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>{cause}</cause>",
+        conn("establishedConnection", call, answering),
+        dev("answeringDevice", answering),
+        dev("callingDevice", calling),
+        dev("calledDevice", called)
+    )
+}
+
+/// `ConnectionClearedEvent`: `releasing` left `call`; the monitored device is out of it too.
+fn cleared(call: &str, releasing: &str) -> String {
+    format!(
+        "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
+        conn("droppedConnection", call, releasing),
+        dev("releasingDevice", releasing)
+    )
+}
+
+/// The events whose body is one connection and one device of the monitored device (held,
+/// retrieved, service initiated).
+fn at_device(
+    conn_tag: &str,
+    dev_tag: &str,
+    call: &str,
+    device: &str,
+    state: &str,
+    cause: &str,
+) -> String {
+    format!(
+        "{}{}<localConnectionInfo>{state}</localConnectionInfo><cause>{cause}</cause>",
+        conn(conn_tag, call, device),
+        dev(dev_tag, device)
+    )
+}
+
 /// An external caller rings `device`.
 async fn inbound(
     sh: Arc<Shared>,
@@ -1110,12 +1167,8 @@ async fn inbound(
         &sh,
         &device,
         "DeliveredEvent",
-        &format!(
-            "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>alerting</localConnectionInfo><cause>newCall</cause>",
-            conn("connection", &call, &device),
-            dev("alertingDevice", &device),
-            dev("callingDevice", &caller),
-            dev("calledDevice", &device)
+        &delivered(
+            &call, &device, &caller, &device, None, "alerting", "newCall",
         ),
     );
     tokio::time::sleep(t.ring).await;
@@ -1128,11 +1181,7 @@ async fn inbound(
                 &sh,
                 &device,
                 "ConnectionClearedEvent",
-                &format!(
-                    "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-                    conn("droppedConnection", &call, &caller),
-                    dev("releasingDevice", &caller)
-                ),
+                &cleared(&call, &caller),
             );
             return;
         }
@@ -1142,13 +1191,7 @@ async fn inbound(
                 &sh,
                 &device,
                 "EstablishedEvent",
-                &format!(
-                    "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-                    conn("establishedConnection", &call, &device),
-                    dev("answeringDevice", &device),
-                    dev("callingDevice", &caller),
-                    dev("calledDevice", &device)
-                ),
+                &established(&call, &device, &caller, &device, "newCall"),
             );
         }
         Some(_) => {}
@@ -1160,10 +1203,13 @@ async fn inbound(
             &sh,
             &device,
             "HeldEvent",
-            &format!(
-                "{}{}<localConnectionInfo>hold</localConnectionInfo><cause>newCall</cause>",
-                conn("heldConnection", &call, &device),
-                dev("holdingDevice", &device)
+            &at_device(
+                "heldConnection",
+                "holdingDevice",
+                &call,
+                &device,
+                "hold",
+                "newCall",
             ),
         );
         tokio::time::sleep(t.talk / 2).await;
@@ -1173,10 +1219,13 @@ async fn inbound(
                 &sh,
                 &device,
                 "RetrievedEvent",
-                &format!(
-                    "{}{}<localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-                    conn("retrievedConnection", &call, &device),
-                    dev("retrievingDevice", &device)
+                &at_device(
+                    "retrievedConnection",
+                    "retrievingDevice",
+                    &call,
+                    &device,
+                    "connected",
+                    "newCall",
                 ),
             );
         }
@@ -1209,16 +1258,12 @@ async fn inbound(
             &sh,
             &device,
             "ConnectionClearedEvent",
-            &format!(
-                "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-                conn("droppedConnection", &call, &caller),
-                dev("releasingDevice", &caller)
-            ),
+            &cleared(&call, &caller),
         );
     }
 }
 
-/// The leg arriving at the transfer target.
+/// The leg arriving at a transfer or deflection target.
 async fn transferred_in(
     sh: Arc<Shared>,
     device: String,
@@ -1232,16 +1277,14 @@ async fn transferred_in(
         &sh,
         &device,
         "DeliveredEvent",
-        &format!(
-            "{}{}{}{}{}<localConnectionInfo>alerting</localConnectionInfo><cause>singleStepTransfer</cause>",
-            conn("connection", &call, &device),
-            dev("alertingDevice", &device),
-            dev("callingDevice", &caller),
-            dev("calledDevice", &device),
-            format_args!(
-                "<lastRedirectionDevice><numberDialed>{}</numberDialed></lastRedirectionDevice>",
-                esc(&from)
-            )
+        &delivered(
+            &call,
+            &device,
+            &caller,
+            &device,
+            Some(&from),
+            "alerting",
+            "singleStepTransfer",
         ),
     );
     tokio::time::sleep(t.ring).await;
@@ -1251,13 +1294,7 @@ async fn transferred_in(
             &sh,
             &device,
             "EstablishedEvent",
-            &format!(
-                "{}{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>singleStepTransfer</cause>",
-                conn("establishedConnection", &call, &device),
-                dev("answeringDevice", &device),
-                dev("callingDevice", &caller),
-                dev("calledDevice", &device)
-            ),
+            &established(&call, &device, &caller, &device, "singleStepTransfer"),
         );
     }
     tokio::time::sleep(t.talk).await;
@@ -1266,61 +1303,58 @@ async fn transferred_in(
             &sh,
             &device,
             "ConnectionClearedEvent",
-            &format!(
-                "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-                conn("droppedConnection", &call, &caller),
-                dev("releasingDevice", &caller)
-            ),
+            &cleared(&call, &caller),
         );
     }
 }
 
-/// The consultation leg: `device` calls `to` while its first call is held.
-async fn consult(sh: Arc<Shared>, device: String, to: String, call: String) {
-    let t = sh.cfg.timing;
-    add_call(&sh, &device, &call, CallState::Initiated);
+/// `device` starts a call to `to`: ServiceInitiated, then Originated. False if the call was
+/// cleared meanwhile.
+async fn originate(sh: &Shared, device: &str, to: &str, call: &str, cause: &str) -> bool {
+    add_call(sh, device, call, CallState::Initiated);
     emit(
-        &sh,
-        &device,
+        sh,
+        device,
         "ServiceInitiatedEvent",
-        &format!(
-            "{}{}<localConnectionInfo>initiated</localConnectionInfo><cause>consultation</cause>",
-            conn("initiatedConnection", &call, &device),
-            dev("initiatingDevice", &device)
+        &at_device(
+            "initiatedConnection",
+            "initiatingDevice",
+            call,
+            device,
+            "initiated",
+            cause,
         ),
     );
-    tokio::time::sleep(t.step).await;
-    if call_state(&sh, &device, &call).is_none() {
-        return;
+    tokio::time::sleep(sh.cfg.timing.step).await;
+    if call_state(sh, device, call).is_none() {
+        return false;
     }
-    set_state(&sh, &device, &call, CallState::Connected);
+    set_state(sh, device, call, CallState::Connected);
     emit(
-        &sh,
-        &device,
+        sh,
+        device,
         "OriginatedEvent",
         &format!(
-            "{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>consultation</cause>",
-            conn("originatedConnection", &call, &device),
-            dev("callingDevice", &device),
-            dev("calledDevice", &to)
+            "{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>{cause}</cause>",
+            conn("originatedConnection", call, device),
+            dev("callingDevice", device),
+            dev("calledDevice", to)
         ),
     );
-    tokio::time::sleep(t.step).await;
-    if call_state(&sh, &device, &call).is_none() {
-        return;
+    tokio::time::sleep(sh.cfg.timing.step).await;
+    call_state(sh, device, call).is_some()
+}
+
+/// The consultation leg: `device` calls `to` while its first call is held; `to` answers at once.
+async fn consult(sh: Arc<Shared>, device: String, to: String, call: String) {
+    if originate(&sh, &device, &to, &call, "consultation").await {
+        emit(
+            &sh,
+            &device,
+            "EstablishedEvent",
+            &established(&call, &to, &device, &to, "consultation"),
+        );
     }
-    emit(
-        &sh,
-        &device,
-        "EstablishedEvent",
-        &format!(
-            "{}{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>consultation</cause>",
-            conn("establishedConnection", &call, &to),
-            dev("answeringDevice", &to),
-            dev("callingDevice", &device),
-            dev("calledDevice", &to)
-        ),
-    );
 }
 
 /// `device` calls `to`.
@@ -1335,48 +1369,14 @@ async fn outbound(
     let t = sh.cfg.timing;
     let call = call.unwrap_or_else(|| new_call_id(&sh));
     let cause = if make_call { "makeCall" } else { "newCall" };
-    add_call(&sh, &device, &call, CallState::Initiated);
-    emit(
-        &sh,
-        &device,
-        "ServiceInitiatedEvent",
-        &format!(
-            "{}{}<localConnectionInfo>initiated</localConnectionInfo><cause>{cause}</cause>",
-            conn("initiatedConnection", &call, &device),
-            dev("initiatingDevice", &device)
-        ),
-    );
-    tokio::time::sleep(t.step).await;
-    if call_state(&sh, &device, &call).is_none() {
-        return;
-    }
-    set_state(&sh, &device, &call, CallState::Connected);
-    emit(
-        &sh,
-        &device,
-        "OriginatedEvent",
-        &format!(
-            "{}{}{}<localConnectionInfo>connected</localConnectionInfo><cause>{cause}</cause>",
-            conn("originatedConnection", &call, &device),
-            dev("callingDevice", &device),
-            dev("calledDevice", &to)
-        ),
-    );
-    tokio::time::sleep(t.step).await;
-    if call_state(&sh, &device, &call).is_none() {
+    if !originate(&sh, &device, &to, &call, cause).await {
         return;
     }
     emit(
         &sh,
         &device,
         "DeliveredEvent",
-        &format!(
-            "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-            conn("connection", &call, &to),
-            dev("alertingDevice", &to),
-            dev("callingDevice", &device),
-            dev("calledDevice", &to)
-        ),
+        &delivered(&call, &to, &device, &to, None, "connected", "newCall"),
     );
     tokio::time::sleep(t.ring).await;
     if call_state(&sh, &device, &call).is_none() {
@@ -1387,13 +1387,7 @@ async fn outbound(
             &sh,
             &device,
             "EstablishedEvent",
-            &format!(
-                "{}{}{}{}<lastRedirectionDevice><notRequired/></lastRedirectionDevice><localConnectionInfo>connected</localConnectionInfo><cause>newCall</cause>",
-                conn("establishedConnection", &call, &to),
-                dev("answeringDevice", &to),
-                dev("callingDevice", &device),
-                dev("calledDevice", &to)
-            ),
+            &established(&call, &to, &device, &to, "newCall"),
         );
         tokio::time::sleep(t.talk).await;
     }
@@ -1402,11 +1396,7 @@ async fn outbound(
             &sh,
             &device,
             "ConnectionClearedEvent",
-            &format!(
-                "{}{}<localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause>",
-                conn("droppedConnection", &call, &device),
-                dev("releasingDevice", &device)
-            ),
+            &cleared(&call, &device),
         );
     }
 }
