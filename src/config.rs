@@ -454,15 +454,15 @@ impl Config {
                     ),
                 );
             } else if !pbx_names.insert(p.name.as_str()) {
-                v.push(k("name"), format!("{:?} is used by another [[pbx]]", p.name));
+                v.push(
+                    k("name"),
+                    format!("{:?} is used by another [[pbx]]", p.name),
+                );
             }
             match p.mode {
                 LinkMode::Dial => {
                     if split_host_port(&p.address).is_none() {
-                        v.push(
-                            k("address"),
-                            format!("{:?} is not host:port", p.address),
-                        );
+                        v.push(k("address"), format!("{:?} is not host:port", p.address));
                     }
                 }
                 LinkMode::Accept => v.addr(&k("address"), &p.address),
@@ -497,7 +497,10 @@ impl Config {
                 v.file(&k("tls_key"), p.tls_key.as_ref());
                 v.file(&k("tls_client_ca"), p.tls_client_ca.as_ref());
             } else if p.tls_ca.is_some() || p.tls_cert.is_some() || p.tls_client_ca.is_some() {
-                v.push(k("tls"), "is false but TLS files are configured; remove them or set tls = true");
+                v.push(
+                    k("tls"),
+                    "is false but TLS files are configured; remove them or set tls = true",
+                );
             }
             if !(64..=65_535).contains(&p.max_frame_bytes) {
                 v.push(k("max_frame_bytes"), "must be between 64 and 65535");
@@ -516,7 +519,10 @@ impl Config {
                 if d.trim().is_empty() {
                     v.push(k(&format!("devices[{j}]")), "must not be empty");
                 } else if !seen.insert(d) {
-                    v.push(k(&format!("devices[{j}]")), format!("{d:?} is listed twice"));
+                    v.push(
+                        k(&format!("devices[{j}]")),
+                        format!("{d:?} is listed twice"),
+                    );
                 }
             }
         }
@@ -553,7 +559,10 @@ impl Config {
                 if u.trim().is_empty() {
                     v.push(k("user_name"), "must not be empty when set");
                 } else if let Some(j) = user_names.insert(u.to_ascii_lowercase(), i) {
-                    v.push(k("user_name"), format!("{u:?} is already used by login[{j}]"));
+                    v.push(
+                        k("user_name"),
+                        format!("{u:?} is already used by login[{j}]"),
+                    );
                 }
             }
         }
@@ -573,9 +582,18 @@ impl Config {
         for (i, c) in self.connector.iter().enumerate() {
             let k = |f: &str| format!("connector[{i}].{f}");
             if !valid_name(&c.name) {
-                v.push(k("name"), format!("{:?} must be 1-64 ASCII letters, digits, '-' or '_'", c.name));
+                v.push(
+                    k("name"),
+                    format!(
+                        "{:?} must be 1-64 ASCII letters, digits, '-' or '_'",
+                        c.name
+                    ),
+                );
             } else if !names.insert(c.name.as_str()) {
-                v.push(k("name"), format!("{:?} is used by another [[connector]]", c.name));
+                v.push(
+                    k("name"),
+                    format!("{:?} is used by another [[connector]]", c.name),
+                );
             }
             let t = c.token_sha256.to_ascii_lowercase();
             if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -584,10 +602,16 @@ impl Config {
                     "must be the 64 hex digits of a SHA-256 (`ctigate token new` prints one)",
                 );
             } else if !tokens.insert(t) {
-                v.push(k("token_sha256"), "is the same token as another [[connector]]; give each its own");
+                v.push(
+                    k("token_sha256"),
+                    "is the same token as another [[connector]]; give each its own",
+                );
             }
             if c.login_ids.is_empty() {
-                v.push(k("login_ids"), "must list the Login IDs it may serve, or [\"*\"]");
+                v.push(
+                    k("login_ids"),
+                    "must list the Login IDs it may serve, or [\"*\"]",
+                );
             }
             for (j, id) in c.login_ids.iter().enumerate() {
                 if id == "*" {
@@ -687,7 +711,10 @@ impl Validator {
         if let Some(p) = p
             && !p.is_file()
         {
-            self.push(key, format!("{} does not exist or is not a file", p.display()));
+            self.push(
+                key,
+                format!("{} does not exist or is not a file", p.display()),
+            );
         }
     }
 
@@ -745,7 +772,8 @@ login_ids = ["ALICE0001"]
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let err = Config::parse(&(base() + "\n[ops]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n")).unwrap_err();
+        let err = Config::parse(&(base() + "\n[ops]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n"))
+            .unwrap_err();
         assert!(err.contains("bogus"), "{err}");
     }
 
@@ -776,8 +804,14 @@ login_ids = ["GHOST"]
         let keys: Vec<String> = cfg.validate().into_iter().map(|p| p.to_string()).collect();
         let has = |k: &str| keys.iter().any(|p| p.starts_with(k));
         assert!(has("login[0].login_id: \"alice-1\""), "{keys:#?}");
-        assert!(has("login[0].pbx: no [[pbx]] is named \"nope\""), "{keys:#?}");
-        assert!(has("login[2].login_id: \"bob\" is already used by login[1]"), "{keys:#?}");
+        assert!(
+            has("login[0].pbx: no [[pbx]] is named \"nope\""),
+            "{keys:#?}"
+        );
+        assert!(
+            has("login[2].login_id: \"bob\" is already used by login[1]"),
+            "{keys:#?}"
+        );
         assert!(has("login[2].device"), "{keys:#?}");
         assert!(has("connector[1].name"), "{keys:#?}");
         assert!(has("connector[1].token_sha256"), "{keys:#?}");

@@ -163,6 +163,9 @@ async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, GatewayErro
 }
 
 fn local(l: &TcpListener, fallback: &str) -> SocketAddr {
-    l.local_addr()
-        .unwrap_or_else(|_| fallback.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))))
+    l.local_addr().unwrap_or_else(|_| {
+        fallback
+            .parse()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+    })
 }

@@ -48,7 +48,10 @@ impl Credential {
             if cur >= self.max_connections {
                 return None;
             }
-            match self.active.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .active
+                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Some(ConnectionSlot(self.clone())),
                 Err(now) => cur = now,
             }

@@ -127,7 +127,8 @@ impl Api {
                 },
             };
             let Ok(permit) = self.conn_limit.clone().try_acquire_owned() else {
-                metrics::counter!("ctigate_api_connections_total", "outcome" => "over_limit").increment(1);
+                metrics::counter!("ctigate_api_connections_total", "outcome" => "over_limit")
+                    .increment(1);
                 warn!(%peer, "API connection refused: max_connections reached");
                 continue;
             };
@@ -141,19 +142,26 @@ impl Api {
         self.ready.store(false, Ordering::Release);
     }
 
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    async fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
         let _ = tcp.set_nodelay(true);
         let deadline = Instant::now() + self.settings.hello_timeout;
         let tls = match tokio::time::timeout_at(deadline.into(), self.tls.accept(tcp)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 metrics::counter!("ctigate_api_tls_handshake_failures_total").increment(1);
-                metrics::counter!("ctigate_api_connections_total", "outcome" => "tls_failed").increment(1);
+                metrics::counter!("ctigate_api_connections_total", "outcome" => "tls_failed")
+                    .increment(1);
                 info!(%peer, error = %e, "API TLS handshake failed");
                 return;
             }
             Err(_) => {
-                metrics::counter!("ctigate_api_connections_total", "outcome" => "timeout").increment(1);
+                metrics::counter!("ctigate_api_connections_total", "outcome" => "timeout")
+                    .increment(1);
                 debug!(%peer, "API TLS handshake timed out");
                 return;
             }
@@ -166,7 +174,8 @@ impl Api {
             if req.uri().path() == STREAM_PATH {
                 Ok(resp)
             } else {
-                let mut e = ErrorResponse::new(Some(format!("not found; the stream is at {STREAM_PATH}")));
+                let mut e =
+                    ErrorResponse::new(Some(format!("not found; the stream is at {STREAM_PATH}")));
                 *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
                 Err(e)
             }
@@ -179,12 +188,14 @@ impl Api {
         {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
-                metrics::counter!("ctigate_api_connections_total", "outcome" => "upgrade_failed").increment(1);
+                metrics::counter!("ctigate_api_connections_total", "outcome" => "upgrade_failed")
+                    .increment(1);
                 info!(%peer, error = %e, "WebSocket upgrade failed");
                 return;
             }
             Err(_) => {
-                metrics::counter!("ctigate_api_connections_total", "outcome" => "timeout").increment(1);
+                metrics::counter!("ctigate_api_connections_total", "outcome" => "timeout")
+                    .increment(1);
                 return;
             }
         };
@@ -205,20 +216,41 @@ impl Api {
             Ok(Some(t)) => t,
             Ok(None) => return,
             Err(_) => {
-                metrics::counter!("ctigate_api_connections_total", "outcome" => "timeout").increment(1);
-                reject(&mut ws, close::PROTOCOL, "hello_timeout", "no hello in time").await;
+                metrics::counter!("ctigate_api_connections_total", "outcome" => "timeout")
+                    .increment(1);
+                reject(
+                    &mut ws,
+                    close::PROTOCOL,
+                    "hello_timeout",
+                    "no hello in time",
+                )
+                .await;
                 return;
             }
         };
-        let (token, login_ids, resume, client) = match serde_json::from_str::<ClientMessage>(&hello) {
-            Ok(ClientMessage::Hello { token, login_ids, resume, client }) => (token, login_ids, resume, client),
+        let (token, login_ids, resume, client) = match serde_json::from_str::<ClientMessage>(&hello)
+        {
+            Ok(ClientMessage::Hello {
+                token,
+                login_ids,
+                resume,
+                client,
+            }) => (token, login_ids, resume, client),
             Ok(_) => {
-                metrics::counter!("ctigate_api_connections_total", "outcome" => "protocol").increment(1);
-                reject(&mut ws, close::PROTOCOL, "hello_required", "the first message must be hello").await;
+                metrics::counter!("ctigate_api_connections_total", "outcome" => "protocol")
+                    .increment(1);
+                reject(
+                    &mut ws,
+                    close::PROTOCOL,
+                    "hello_required",
+                    "the first message must be hello",
+                )
+                .await;
                 return;
             }
             Err(e) => {
-                metrics::counter!("ctigate_api_connections_total", "outcome" => "protocol").increment(1);
+                metrics::counter!("ctigate_api_connections_total", "outcome" => "protocol")
+                    .increment(1);
                 let msg = format!("malformed hello: {e}");
                 reject(&mut ws, close::PROTOCOL, "bad_message", &msg).await;
                 return;
@@ -227,24 +259,47 @@ impl Api {
         // 2. authenticate
         let now = Instant::now();
         if self.limiter.is_blocked(peer.ip(), now) {
-            metrics::counter!("ctigate_api_auth_failures_total", "reason" => "rate_limited").increment(1);
-            metrics::counter!("ctigate_api_connections_total", "outcome" => "rate_limited").increment(1);
+            metrics::counter!("ctigate_api_auth_failures_total", "reason" => "rate_limited")
+                .increment(1);
+            metrics::counter!("ctigate_api_connections_total", "outcome" => "rate_limited")
+                .increment(1);
             warn!(%peer, "API authentication refused: too many failures from this address");
-            reject(&mut ws, close::LIMIT, "rate_limited", "too many failed authentications; try again later").await;
+            reject(
+                &mut ws,
+                close::LIMIT,
+                "rate_limited",
+                "too many failed authentications; try again later",
+            )
+            .await;
             return;
         }
         let Some(cred) = self.credentials.authenticate(&token) else {
             self.limiter.failed(peer.ip(), now);
-            metrics::counter!("ctigate_api_auth_failures_total", "reason" => "bad_token").increment(1);
-            metrics::counter!("ctigate_api_connections_total", "outcome" => "unauthorized").increment(1);
+            metrics::counter!("ctigate_api_auth_failures_total", "reason" => "bad_token")
+                .increment(1);
+            metrics::counter!("ctigate_api_connections_total", "outcome" => "unauthorized")
+                .increment(1);
             warn!(%peer, "API authentication failed: unknown token");
-            reject(&mut ws, close::UNAUTHORIZED, "unauthorized", "unknown token").await;
+            reject(
+                &mut ws,
+                close::UNAUTHORIZED,
+                "unauthorized",
+                "unknown token",
+            )
+            .await;
             return;
         };
         let Some(slot) = cred.acquire() else {
-            metrics::counter!("ctigate_api_connections_total", "outcome" => "too_many_connections").increment(1);
+            metrics::counter!("ctigate_api_connections_total", "outcome" => "too_many_connections")
+                .increment(1);
             warn!(%peer, connector = %cred.name, "connector at its max_connections");
-            reject(&mut ws, close::LIMIT, "too_many_connections", "this credential has reached its max_connections").await;
+            reject(
+                &mut ws,
+                close::LIMIT,
+                "too_many_connections",
+                "this credential has reached its max_connections",
+            )
+            .await;
             return;
         };
         let connector = cred.name.clone();
@@ -254,8 +309,14 @@ impl Api {
         let mut rejected: Vec<Rejected> = Vec::new();
         for name in &login_ids {
             match self.hub.registry().resolve(name) {
-                None => rejected.push(Rejected { login_id: name.clone(), code: "unknown_login_id" }),
-                Some(id) if !cred.may_serve(&id) => rejected.push(Rejected { login_id: name.clone(), code: "forbidden_login_id" }),
+                None => rejected.push(Rejected {
+                    login_id: name.clone(),
+                    code: "unknown_login_id",
+                }),
+                Some(id) if !cred.may_serve(&id) => rejected.push(Rejected {
+                    login_id: name.clone(),
+                    code: "forbidden_login_id",
+                }),
                 Some(id) => {
                     if let Some(seq) = resume.get(name).or_else(|| resume.get(id.as_str())) {
                         resume_of.insert(id.clone(), *seq);
@@ -271,17 +332,28 @@ impl Api {
             warn!(%peer, connector = %connector, code = r.code, login = %redact(&r.login_id), "Login ID refused");
         }
         if accepted.is_empty() {
-            metrics::counter!("ctigate_api_connections_total", "outcome" => "no_login_ids").increment(1);
+            metrics::counter!("ctigate_api_connections_total", "outcome" => "no_login_ids")
+                .increment(1);
             for r in &rejected {
                 let (status, err) = red_and_error_pair(r);
                 let _ = ws.send(text(err)).await;
                 let _ = ws.send(text(status)).await;
             }
-            reject(&mut ws, close::FORBIDDEN, "no_login_ids", "none of the requested Login IDs may be served by this token").await;
+            reject(
+                &mut ws,
+                close::FORBIDDEN,
+                "no_login_ids",
+                "none of the requested Login IDs may be served by this token",
+            )
+            .await;
             return;
         }
         // 4. welcome, refusals, then subscribe (statuses, snapshots, replay)
-        let sub = self.hub.new_subscriber(connector.clone(), self.settings.queue_messages, self.settings.queue_bytes);
+        let sub = self.hub.new_subscriber(
+            connector.clone(),
+            self.settings.queue_messages,
+            self.settings.queue_bytes,
+        );
         let welcome = crate::hub::message::to_bytes(&proto::Welcome {
             kind: "welcome",
             session_id: sub.sub.id,
@@ -304,7 +376,8 @@ impl Api {
             self.hub.subscribe(&sub.sub, id, resume_of.get(id).copied());
         }
         metrics::counter!("ctigate_api_connections_total", "outcome" => "accepted").increment(1);
-        metrics::gauge!("ctigate_api_sessions", "connector" => connector.to_string()).increment(1.0);
+        metrics::gauge!("ctigate_api_sessions", "connector" => connector.to_string())
+            .increment(1.0);
         info!(%peer, connector = %connector, session = sub.sub.id, logins = accepted.len(), refused = rejected.len(), client = client.as_deref().unwrap_or(""), "connector session started");
 
         // 5. run: writer task + reader loop
@@ -312,7 +385,15 @@ impl Api {
         let (direct_tx, direct_rx) = mpsc::channel::<Bytes>(64);
         let done = CancellationToken::new();
         let sub_state = sub.sub.clone();
-        let writer = tokio::spawn(write_loop(sink, sub, direct_rx, self.settings.write_timeout, done.clone(), shutdown.clone(), connector.clone()));
+        let writer = tokio::spawn(write_loop(
+            sink,
+            sub,
+            direct_rx,
+            self.settings.write_timeout,
+            done.clone(),
+            shutdown.clone(),
+            connector.clone(),
+        ));
         let mut bad = 0u32;
         loop {
             let msg = tokio::select! {
@@ -325,8 +406,16 @@ impl Api {
                 Message::Close(_) => break,
                 Message::Binary(_) => {
                     bad += 1;
-                    let _ = direct_tx.send(proto::error("bad_message", "binary messages are not used; send JSON text", None)).await;
-                    if bad > 10 { break; }
+                    let _ = direct_tx
+                        .send(proto::error(
+                            "bad_message",
+                            "binary messages are not used; send JSON text",
+                            None,
+                        ))
+                        .await;
+                    if bad > 10 {
+                        break;
+                    }
                     continue;
                 }
                 _ => continue,
@@ -341,7 +430,13 @@ impl Api {
                     bad += 1;
                     metrics::counter!("ctigate_api_bad_messages_total", "connector" => connector.to_string()).increment(1);
                     debug!(connector = %connector, error = %e, "malformed connector message");
-                    let _ = direct_tx.send(proto::error("bad_message", &format!("malformed message: {e}"), None)).await;
+                    let _ = direct_tx
+                        .send(proto::error(
+                            "bad_message",
+                            &format!("malformed message: {e}"),
+                            None,
+                        ))
+                        .await;
                     if bad > 10 {
                         break;
                     }
@@ -353,32 +448,89 @@ impl Api {
         for id in &accepted {
             self.hub.unsubscribe(sub_state.id, id);
         }
-        metrics::gauge!("ctigate_api_sessions", "connector" => connector.to_string()).decrement(1.0);
+        metrics::gauge!("ctigate_api_sessions", "connector" => connector.to_string())
+            .decrement(1.0);
         info!(%peer, connector = %connector, session = sub_state.id, reason = reason.map_or("closed", |r| r.as_str()), "connector session ended");
         drop(slot);
     }
 
-    async fn handle(&self, m: ClientMessage, accepted: &[LoginId], connector: &Arc<str>, direct: &mpsc::Sender<Bytes>) {
+    async fn handle(
+        &self,
+        m: ClientMessage,
+        accepted: &[LoginId],
+        connector: &Arc<str>,
+        direct: &mpsc::Sender<Bytes>,
+    ) {
         let (id, login, command) = match m {
             ClientMessage::Ping { id } => {
                 let _ = direct.send(proto::pong(id.as_ref())).await;
                 return;
             }
             ClientMessage::Hello { .. } => {
-                let _ = direct.send(proto::error("bad_message", "hello was already received", None)).await;
+                let _ = direct
+                    .send(proto::error(
+                        "bad_message",
+                        "hello was already received",
+                        None,
+                    ))
+                    .await;
                 return;
             }
             ClientMessage::MakeCall { id, login_id, to } => (id, login_id, make_call(to)),
-            ClientMessage::Answer { id, login_id, call_id } => (id, login_id, Ok(Command::Answer { call_id: Text::from(call_id) })),
-            ClientMessage::Clear { id, login_id, call_id } => (id, login_id, Ok(Command::Clear { call_id: Text::from(call_id) })),
-            ClientMessage::Hold { id, login_id, call_id } => (id, login_id, Ok(Command::Hold { call_id: Text::from(call_id) })),
-            ClientMessage::Retrieve { id, login_id, call_id } => (id, login_id, Ok(Command::Retrieve { call_id: Text::from(call_id) })),
+            ClientMessage::Answer {
+                id,
+                login_id,
+                call_id,
+            } => (
+                id,
+                login_id,
+                Ok(Command::Answer {
+                    call_id: Text::from(call_id),
+                }),
+            ),
+            ClientMessage::Clear {
+                id,
+                login_id,
+                call_id,
+            } => (
+                id,
+                login_id,
+                Ok(Command::Clear {
+                    call_id: Text::from(call_id),
+                }),
+            ),
+            ClientMessage::Hold {
+                id,
+                login_id,
+                call_id,
+            } => (
+                id,
+                login_id,
+                Ok(Command::Hold {
+                    call_id: Text::from(call_id),
+                }),
+            ),
+            ClientMessage::Retrieve {
+                id,
+                login_id,
+                call_id,
+            } => (
+                id,
+                login_id,
+                Ok(Command::Retrieve {
+                    call_id: Text::from(call_id),
+                }),
+            ),
         };
         let name = match &command {
             Ok(c) => c.name(),
             Err(_) => "make_call",
         };
-        let resolved = self.hub.registry().resolve(&login).filter(|l| accepted.contains(l));
+        let resolved = self
+            .hub
+            .registry()
+            .resolve(&login)
+            .filter(|l| accepted.contains(l));
         let outcome_rx = match (resolved, command) {
             (None, _) => Err(CommandError::Forbidden),
             (Some(_), Err(e)) => Err(e),
@@ -402,7 +554,9 @@ impl Api {
                 Err(e) => e.code(),
             };
             metrics::counter!("ctigate_api_commands_total", "connector" => connector.to_string(), "command" => name, "outcome" => label).increment(1);
-            let _ = direct.send(proto::result(id.as_ref(), name, &login, &outcome)).await;
+            let _ = direct
+                .send(proto::result(id.as_ref(), name, &login, &outcome))
+                .await;
         });
     }
 }
@@ -410,7 +564,9 @@ impl Api {
 fn make_call(to: String) -> Result<Command, CommandError> {
     let to = to.trim().to_string();
     if to.is_empty() || to.len() > 128 || to.chars().any(char::is_control) {
-        return Err(CommandError::Invalid("`to` must be 1-128 printable characters".into()));
+        return Err(CommandError::Invalid(
+            "`to` must be 1-128 printable characters".into(),
+        ));
     }
     Ok(Command::MakeCall { to })
 }
@@ -422,7 +578,10 @@ fn redact(s: &str) -> String {
 
 fn red_and_error_pair(r: &Rejected) -> (Bytes, Bytes) {
     let msg = match r.code {
-        "unknown_login_id" => format!("Login ID {:?} is not configured on this gateway", r.login_id),
+        "unknown_login_id" => format!(
+            "Login ID {:?} is not configured on this gateway",
+            r.login_id
+        ),
         _ => format!("this token may not serve Login ID {:?}", r.login_id),
     };
     (
@@ -481,7 +640,8 @@ async fn write_loop<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
-    let latency = metrics::histogram!("ctigate_event_latency_seconds", "connector" => connector.to_string());
+    let latency =
+        metrics::histogram!("ctigate_event_latency_seconds", "connector" => connector.to_string());
     let sent = metrics::counter!("ctigate_api_messages_total", "connector" => connector.to_string(), "direction" => "out");
     let reason = loop {
         let first = tokio::select! {
@@ -542,10 +702,20 @@ where
             warn!(connector = %connector, session = rx.sub.id, "connector disconnected: slow_consumer");
         }
         let _ = tokio::time::timeout(write_timeout, async {
-            let _ = sink.send(text(proto::error(r.as_str(), match r {
-                KickReason::SlowConsumer => "the connection fell behind; reconnect and resume from the last seq",
-                KickReason::Shutdown => "the gateway is shutting down; reconnect and resume",
-            }, None))).await;
+            let _ = sink
+                .send(text(proto::error(
+                    r.as_str(),
+                    match r {
+                        KickReason::SlowConsumer => {
+                            "the connection fell behind; reconnect and resume from the last seq"
+                        }
+                        KickReason::Shutdown => {
+                            "the gateway is shutting down; reconnect and resume"
+                        }
+                    },
+                    None,
+                )))
+                .await;
             let _ = sink.send(Message::Close(Some(frame))).await;
         })
         .await;

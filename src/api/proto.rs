@@ -227,10 +227,9 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(m, ClientMessage::Hello { ref resume, .. } if resume["A"] == 5));
-        let m: ClientMessage = serde_json::from_str(
-            r#"{"type":"make_call","id":7,"login_id":"A","to":"+4930"}"#,
-        )
-        .unwrap();
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"make_call","id":7,"login_id":"A","to":"+4930"}"#)
+                .unwrap();
         assert!(matches!(m, ClientMessage::MakeCall { .. }));
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"nope"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"ping","extra":1}"#).is_err());

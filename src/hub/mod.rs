@@ -306,7 +306,12 @@ impl Hub {
             return;
         };
         let lost: Vec<Text> = match self.session(&login) {
-            Some(s) => s.calls.call_ids().filter(|c| !up.contains(c)).cloned().collect(),
+            Some(s) => s
+                .calls
+                .call_ids()
+                .filter(|c| !up.contains(c))
+                .cloned()
+                .collect(),
             None => return,
         };
         for call in lost {
@@ -548,7 +553,10 @@ device = "200"
         h.subscribe(&a.sub, &id("AAA"), Some(3));
         let got = drain(&mut a);
         assert_eq!(got[0]["type"], "status");
-        let seqs: Vec<_> = got[1..].iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+        let seqs: Vec<_> = got[1..]
+            .iter()
+            .map(|v| v["seq"].as_u64().unwrap())
+            .collect();
         assert_eq!(seqs, vec![4, 5, 6]);
 
         let mut b = h.new_subscriber(Arc::from("c"), 100, 1 << 20);
@@ -612,20 +620,41 @@ device = "200"
         let p: Arc<str> = Arc::from("p");
         h.set_device_status(&p, &Text::from("100"), DeviceStatus::Monitored);
         assert_eq!(
-            h.command(&login, Command::MakeCall { to: "1".into() }).unwrap_err(),
+            h.command(&login, Command::MakeCall { to: "1".into() })
+                .unwrap_err(),
             CommandError::LinkDown
         );
         let (tx, mut rx) = mpsc::channel(1);
         h.register_link(p.clone(), tx);
-        let _r = h.command(&login, Command::MakeCall { to: "1".into() }).unwrap();
+        let _r = h
+            .command(&login, Command::MakeCall { to: "1".into() })
+            .unwrap();
         assert_eq!(rx.try_recv().unwrap().device, "100");
         assert_eq!(
-            h.command(&login, Command::Answer { call_id: Text::from("x") }).unwrap_err(),
+            h.command(
+                &login,
+                Command::Answer {
+                    call_id: Text::from("x")
+                }
+            )
+            .unwrap_err(),
             CommandError::UnknownCall
         );
         h.publish(ev("100", "x"));
-        let _r = h.command(&login, Command::Answer { call_id: Text::from("x") }).unwrap();
-        let _r2 = h.command(&login, Command::Answer { call_id: Text::from("x") });
+        let _r = h
+            .command(
+                &login,
+                Command::Answer {
+                    call_id: Text::from("x"),
+                },
+            )
+            .unwrap();
+        let _r2 = h.command(
+            &login,
+            Command::Answer {
+                call_id: Text::from("x"),
+            },
+        );
         // Queue of 1 still holds the first command.
         assert!(matches!(_r2, Err(CommandError::Busy)));
     }

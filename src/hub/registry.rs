@@ -48,7 +48,8 @@ impl Registry {
             };
             r.by_device.insert(key.clone(), id.clone());
             r.logins.insert(id.clone(), key);
-            r.by_lower.insert(l.login_id.to_ascii_lowercase(), id.clone());
+            r.by_lower
+                .insert(l.login_id.to_ascii_lowercase(), id.clone());
             if let Some(u) = &l.user_name {
                 r.by_user.insert(u.to_ascii_lowercase(), id.clone());
             }

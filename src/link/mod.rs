@@ -149,7 +149,10 @@ async fn run(
     mut commands: mpsc::Receiver<LinkRequest>,
 ) {
     let name = cfg.session.pbx.clone();
-    let labels = [("link", name.to_string()), ("protocol", "csta-xml".to_string())];
+    let labels = [
+        ("link", name.to_string()),
+        ("protocol", "csta-xml".to_string()),
+    ];
     if !transport.is_tls() {
         warn!(link = %name, "PBX link runs WITHOUT TLS (tls = false): call data crosses the network in clear text");
     }
@@ -333,7 +336,11 @@ async fn serve(
         }
     }
     let end = end.unwrap_or_else(|| End::new("eof", "closed"));
-    session.on_disconnect(if end.label == "shutdown" { "shutdown" } else { "link_down" });
+    session.on_disconnect(if end.label == "shutdown" {
+        "shutdown"
+    } else {
+        "link_down"
+    });
     let _ = apply(&mut session, hub, state, &wtx, backoff);
     drop(wtx);
     // Let queued writes (MonitorStop on shutdown) go out, briefly.

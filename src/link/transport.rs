@@ -109,13 +109,14 @@ impl Transport {
             }
             LinkMode::Accept => {
                 let tls = if p.tls {
-                    let (cert, key) = p
-                        .tls_cert
-                        .as_deref()
-                        .zip(p.tls_key.as_deref())
-                        .ok_or_else(|| TransportError::Address("tls_cert/tls_key missing".into()))?;
-                    let cfg =
-                        tls::server_config_from_files(cert, key, p.tls_client_ca.as_deref())?;
+                    let (cert, key) =
+                        p.tls_cert
+                            .as_deref()
+                            .zip(p.tls_key.as_deref())
+                            .ok_or_else(|| {
+                                TransportError::Address("tls_cert/tls_key missing".into())
+                            })?;
+                    let cfg = tls::server_config_from_files(cert, key, p.tls_client_ca.as_deref())?;
                     Some(TlsAcceptor::from(cfg))
                 } else {
                     None
@@ -152,13 +153,13 @@ impl Transport {
     pub async fn connect(&mut self) -> Result<(Stream, String), TransportError> {
         match self {
             Transport::Dial { addr, tls } => {
-                let tcp = TcpStream::connect(addr.as_str())
-                    .await
-                    .map_err(|source| TransportError::Io {
+                let tcp = TcpStream::connect(addr.as_str()).await.map_err(|source| {
+                    TransportError::Io {
                         op: "connect",
                         addr: addr.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 let _ = tcp.set_nodelay(true);
                 let peer = tcp
                     .peer_addr()

@@ -206,7 +206,11 @@ mod tests {
     #[test]
     fn transfer_replaces_old_call() {
         let mut t = CallTable::default();
-        t.apply(&mut ev(EventKind::Established, "old", Some(ConnState::Connected)));
+        t.apply(&mut ev(
+            EventKind::Established,
+            "old",
+            Some(ConnState::Connected),
+        ));
         let mut e = ev(EventKind::Transferred, "new", Some(ConnState::Connected));
         e.old_call_ids = vec![Text::from("old")];
         t.apply(&mut e);

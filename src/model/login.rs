@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(LoginId::parse("a b"), Err(LoginIdError::BadChar(' ')));
         assert_eq!(LoginId::parse("x@y.com"), Err(LoginIdError::BadChar('@')));
         assert_eq!(LoginId::parse("a-b"), Err(LoginIdError::BadChar('-')));
-        assert_eq!(LoginId::parse(&"A".repeat(65)), Err(LoginIdError::TooLong(65)));
+        assert_eq!(
+            LoginId::parse(&"A".repeat(65)),
+            Err(LoginIdError::TooLong(65))
+        );
     }
 
     #[test]
@@ -111,9 +114,16 @@ mod tests {
         let a = LoginId::generate();
         let b = LoginId::generate();
         assert_eq!(a.as_str().len(), GENERATED_LEN);
-        assert!(a.as_str().bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert!(
+            a.as_str()
+                .bytes()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        );
         assert!(LoginId::parse(a.as_str()).is_ok());
         assert_ne!(a, b);
-        assert_eq!(a.redacted().chars().take(4).collect::<String>(), a.as_str()[..4]);
+        assert_eq!(
+            a.redacted().chars().take(4).collect::<String>(),
+            a.as_str()[..4]
+        );
     }
 }

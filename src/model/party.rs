@@ -60,7 +60,11 @@ impl Party {
         let (kind, e164) = plan.classify(&number);
         Party {
             raw: Some(raw),
-            number: if number.is_empty() { None } else { Some(number) },
+            number: if number.is_empty() {
+                None
+            } else {
+                Some(number)
+            },
             e164,
             kind,
         }
@@ -172,10 +176,16 @@ mod tests {
 
     #[test]
     fn dialable_forms() {
-        assert_eq!(dialable("N<+15619231000>;displayNumber=9231000;noa=nk"), "+15619231000");
+        assert_eq!(
+            dialable("N<+15619231000>;displayNumber=9231000;noa=nk"),
+            "+15619231000"
+        );
         assert_eq!(dialable("N<302118840100>;noa=nk"), "302118840100");
         assert_eq!(dialable("sip:455455@ser.intern.snom.de"), "455455");
-        assert_eq!(dialable("tel:+3222220220;phone-context=dialstring"), "+3222220220");
+        assert_eq!(
+            dialable("tel:+3222220220;phone-context=dialstring"),
+            "+3222220220"
+        );
         assert_eq!(dialable("+49 (30) 123-45/6"), "+4930123456");
         assert_eq!(dialable("4711"), "4711");
         assert_eq!(dialable("sip:alice@example.com"), "");
@@ -214,7 +224,10 @@ mod tests {
 
     #[test]
     fn party_keeps_raw_and_redacts() {
-        let p = Party::from_raw(Text::from("N<+4930123456>;noa=nk"), &NumberingPlan::default());
+        let p = Party::from_raw(
+            Text::from("N<+4930123456>;noa=nk"),
+            &NumberingPlan::default(),
+        );
         assert_eq!(p.raw.as_deref(), Some("N<+4930123456>;noa=nk"));
         assert_eq!(p.number.as_deref(), Some("+4930123456"));
         assert_eq!(p.kind, PartyKind::International);

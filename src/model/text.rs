@@ -26,7 +26,10 @@ impl Text {
     pub fn from_frame(frame: &Bytes, s: &Cow<'_, str>) -> Text {
         match s {
             Cow::Borrowed(b) => {
-                let (start, end) = (frame.as_ptr() as usize, frame.as_ptr() as usize + frame.len());
+                let (start, end) = (
+                    frame.as_ptr() as usize,
+                    frame.as_ptr() as usize + frame.len(),
+                );
                 let p = b.as_ptr() as usize;
                 if p >= start && p + b.len() <= end {
                     Text(frame.slice_ref(b.as_bytes()))

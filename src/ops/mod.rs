@@ -54,7 +54,10 @@ pub async fn serve(listener: TcpListener, state: OpsState, shutdown: Cancellatio
 
 async fn metrics_text(State(s): State<OpsState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.handle.render(),
     )
         .into_response()

@@ -1,9 +1,26 @@
 //! The ECMA-323 decoder: one pass over the tokens, filling the fields of the message the root names.
+//!
+//! Element names are turned into a [`Sym`] once, when the element opens; the message builders then
+//! match on paths of symbols (integers), not strings. An element whose name is not a symbol (vendor
+//! elements, `extensions`, `servicesPermitted`, `mediaCallCharacteristics`, …) is skipped with its
+//! whole subtree: its tags are still checked for balance, but its names are never looked at and its
+//! text is never copied. Values are slices of the input unless a reference had to be resolved.
+//!
+//! Field semantics (the reference reader in [`super::reference`] implements the same rules
+//! independently, and the property tests hold the two to each other):
+//! - a *leaf* is an element without child elements; its value is its text and CDATA, references
+//!   resolved, line ends normalized, trimmed of XML whitespace;
+//! - every field has an exact path from the root; when several elements match, the last one in
+//!   document order wins (a connection or device element resets its field when it opens);
+//! - a device field is a leaf with non-empty text (the id written directly), or an element whose
+//!   leaf children `deviceIdentifier`/`numberDialed`/`deviceID`/`notKnown`/`restricted`/
+//!   `notRequired`/`notSpecified` set it, the last one winning.
 
-use super::scan::{Scanner, Token, local_name, unescape};
+use super::scan::{Scanner, Token, is_xml_space, local_name, normalize_eol, unescape};
 use super::{
-    Connection, CstaError, Device, Document, Event, EventKind, MAX_DEPTH, Message, Response,
-    SnapshotCall, Str, XmlError,
+    AgentStateEntry, Charging, Connection, CstaError, Device, DeviceList, Document, Event,
+    EventKind, ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall,
+    SnapshotParty, Str, XmlError,
 };
 use std::borrow::Cow;
 
@@ -13,19 +30,15 @@ use std::borrow::Cow;
 /// with non-ASCII bytes (then it is transcoded and everything is owned).
 pub fn decode(input: &[u8]) -> Result<Document<'_>, XmlError> {
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    match declared_encoding(input) {
-        None => {}
-        Some(enc) => {
-            let enc = enc.to_ascii_lowercase();
-            match enc.as_str() {
-                "utf-8" | "utf8" | "us-ascii" | "ascii" => {}
-                "iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" | "iso_8859-1" => {
-                    if !input.is_ascii() {
-                        let s: String = input.iter().map(|&b| char::from(b)).collect();
-                        return decode_str(&s).map(Document::into_owned);
-                    }
+    if let Some(enc) = declared_encoding(input) {
+        match Encoding::of(enc)? {
+            Encoding::Utf8 => {}
+            Encoding::Latin1 => {
+                if !input.is_ascii() {
+                    // Every byte is the code point of the same value.
+                    let s: String = input.iter().map(|&b| char::from(b)).collect();
+                    return decode_str(&s).map(Document::into_owned);
                 }
-                _ => return Err(XmlError::UnsupportedEncoding(enc)),
             }
         }
     }
@@ -33,16 +46,47 @@ pub fn decode(input: &[u8]) -> Result<Document<'_>, XmlError> {
     decode_str(s)
 }
 
+/// The encodings we decode.
+enum Encoding {
+    Utf8,
+    Latin1,
+}
+
+impl Encoding {
+    fn of(label: &str) -> Result<Encoding, XmlError> {
+        let l = label.trim();
+        const UTF8: [&str; 4] = ["utf-8", "utf8", "us-ascii", "ascii"];
+        const LATIN1: [&str; 6] = [
+            "iso-8859-1",
+            "iso8859-1",
+            "latin1",
+            "latin-1",
+            "l1",
+            "iso_8859-1",
+        ];
+        if UTF8.iter().any(|e| l.eq_ignore_ascii_case(e)) {
+            Ok(Encoding::Utf8)
+        } else if LATIN1.iter().any(|e| l.eq_ignore_ascii_case(e)) {
+            Ok(Encoding::Latin1)
+        } else {
+            Err(XmlError::UnsupportedEncoding(l.to_ascii_lowercase()))
+        }
+    }
+}
+
 /// The `encoding` pseudo-attribute of the XML declaration, if there is one.
 fn declared_encoding(input: &[u8]) -> Option<&str> {
     let rest = input.strip_prefix(b"<?xml")?;
+    if !rest.first().is_some_and(u8::is_ascii_whitespace) {
+        return None;
+    }
     let end = memchr::memmem::find(&rest[..rest.len().min(256)], b"?>")?;
     let decl = std::str::from_utf8(&rest[..end]).ok()?;
-    attr(decl, "encoding")
+    attr(decl, "", "encoding")
 }
 
-/// Finds attribute `key` in the attribute text of a tag.
-pub(crate) fn attr<'a>(attrs: &'a str, key: &str) -> Option<&'a str> {
+/// Finds attribute `prefix` + `key` in the attribute text of a tag, value as written.
+pub(crate) fn attr<'a>(attrs: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
     let mut rest = attrs;
     loop {
         rest = rest.trim_start();
@@ -55,151 +99,421 @@ pub(crate) fn attr<'a>(attrs: &'a str, key: &str) -> Option<&'a str> {
         }
         let close = after[1..].find(quote)?;
         let value = &after[1..1 + close];
-        if name == key {
+        if name.strip_prefix(prefix) == Some(key) {
             return Some(value);
         }
         rest = &after[close + 2..];
     }
 }
 
-/// Sets of element names, matched by local name.
-fn primary_connection(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "establishedConnection"
-            | "droppedConnection"
-            | "heldConnection"
-            | "retrievedConnection"
-            | "initiatedConnection"
-            | "originatedConnection"
-            | "failedConnection"
-            | "queuedConnection"
-            | "clearedCall"
-            | "offeredConnection"
-            | "bridgedConnection"
-            | "outboundConnection"
-            | "dialingConnection"
-    )
+/// The namespace the root's prefix (or the default namespace) is bound to on the root itself.
+/// The value is unescaped and attribute-normalized; an empty value (an undeclaration) is `None`.
+fn root_namespace<'a>(qname: &str, attrs: &'a str) -> Result<Option<Str<'a>>, XmlError> {
+    let raw = match qname.find(':') {
+        Some(i) => attr(attrs, "xmlns:", &qname[..i]),
+        None => attr(attrs, "", "xmlns"),
+    };
+    let Some(raw) = raw else { return Ok(None) };
+    let mut v = unescape(raw)?;
+    // Attribute-value normalization: literal whitespace characters become spaces.
+    if v.contains(['\t', '\n', '\r']) {
+        v = Cow::Owned(v.replace(['\t', '\n', '\r'], " "));
+    }
+    Ok((!v.is_empty()).then_some(v))
 }
 
-fn subject_device(name: &str) -> bool {
-    matches!(
-        name,
-        "alertingDevice"
-            | "answeringDevice"
-            | "releasingDevice"
-            | "holdingDevice"
-            | "retrievingDevice"
-            | "initiatingDevice"
-            | "transferringDevice"
-            | "conferencingDevice"
-            | "divertingDevice"
-            | "failingDevice"
-            | "queue"
-            | "agentDevice"
-            | "device"
-            | "offeredDevice"
-            | "bridgingDevice"
-            | "dialingDevice"
-    )
+/// A message builder: told about elements as they open and about leaf values as they close.
+trait Sink<'a> {
+    /// An element `sym` (local name `local`) opens below the open elements `parents` (root
+    /// excluded). Returns whether its content matters; if not, its subtree is skipped.
+    #[inline]
+    fn open(&mut self, parents: &[Sym], sym: Sym, local: &'a str) -> bool {
+        let _ = (parents, local);
+        sym != Sym::Other
+    }
+
+    /// A leaf element at `path` (root excluded) closed with value `v`.
+    fn leaf(&mut self, path: &[Sym], local: &'a str, v: Str<'a>);
 }
 
-impl<'a> Event<'a> {
-    fn connection_slot(&mut self, name: &str) -> Option<&mut Connection<'a>> {
-        if primary_connection(name) {
-            Some(self.connection.get_or_insert_with(Connection::default))
-        } else if name == "primaryOldCall" {
-            Some(self.old_call.get_or_insert_with(Connection::default))
-        } else if name == "secondaryOldCall" {
-            Some(self.secondary_old_call.get_or_insert_with(Connection::default))
-        } else {
-            None
-        }
-    }
-
-    fn device_slot(&mut self, name: &str) -> Option<&mut Option<Device<'a>>> {
-        match name {
-            "callingDevice" => Some(&mut self.calling),
-            "calledDevice" => Some(&mut self.called),
-            "lastRedirectionDevice" => Some(&mut self.last_redirection),
-            "transferredToDevice" | "addedParty" | "newDestination" => Some(&mut self.target),
-            n if subject_device(n) => Some(&mut self.subject),
-            _ => None,
-        }
-    }
-
-    fn start(&mut self, parents: &[&str], name: &str) {
-        if let [list, _item] = parents
-            && matches!(*list, "transferredConnections" | "conferenceConnections")
-            && name == "newConnection"
-        {
-            self.new_connections.push(Connection::default());
-        }
-    }
-
-    fn leaf(&mut self, path: &[&str], v: Str<'a>) {
-        match path {
-            [f] => match *f {
-                "monitorCrossRefID" => self.cross_ref = Some(v),
-                "localConnectionInfo" => self.local_state = Some(v),
-                "cause" => self.cause = Some(v),
-                "agentID" => self.agent_id = Some(v),
-                "acdGroup" => self.acd_group = Some(v),
-                "pendingAgentState" => self.pending_agent_state = Some(v),
-                "doNotDisturbOn" => self.do_not_disturb = parse_bool(&v),
-                "forwardingType" => self.forwarding_type = Some(v),
-                "forwardStatus" => self.forward_status = parse_bool(&v),
-                "forwardTo" => self.forward_to = Some(v),
-                name if !v.is_empty() => {
-                    // Some peers write a device id as direct text instead of `<deviceIdentifier>`.
-                    if let Some(slot) = self.device_slot(name) {
-                        *slot = Some(Device::Id(v));
-                    }
-                }
-                _ => {}
-            },
-            [f, c] => {
-                if let Some(conn) = self.connection_slot(f) {
-                    set_connection_field(conn, c, v);
-                } else if let Some(slot) = self.device_slot(f)
-                    && let Some(d) = extended_device(c, v)
-                {
-                    *slot = Some(d);
-                }
+fn decode_str(s: &str) -> Result<Document<'_>, XmlError> {
+    let mut sc = Scanner::new(s);
+    // Prolog: whitespace, the declaration, comments and PIs (the scanner skips those) up to the root.
+    let (qname, attrs, empty) = loop {
+        match sc.next_token()? {
+            None => return Err(XmlError::NoRoot),
+            Some(Token::Text(t)) if t.bytes().all(|b| b.is_ascii_whitespace()) => {}
+            Some(Token::Text(_) | Token::CData(_)) => return Err(XmlError::NoRoot),
+            Some(Token::End { .. }) => {
+                return Err(XmlError::Syntax {
+                    at: sc.pos(),
+                    what: "end tag without a start tag",
+                });
             }
-            [list, _item, "newConnection", c]
-                if matches!(*list, "transferredConnections" | "conferenceConnections") =>
-            {
-                if let Some(conn) = self.new_connections.last_mut() {
-                    set_connection_field(conn, c, v);
-                }
-            }
-            _ => {}
+            Some(Token::Start { name, attrs, empty }) => break (name, attrs, empty),
+        }
+    };
+    let name = local_name(qname);
+    let namespace = root_namespace(qname, attrs)?;
+    let message = message(&mut sc, name, qname, empty)?;
+    // Epilog: only whitespace (comments and PIs are skipped by the scanner).
+    while let Some(tok) = sc.next_token()? {
+        match tok {
+            Token::Text(t) if t.bytes().all(|b| b.is_ascii_whitespace()) => {}
+            _ => return Err(XmlError::TrailingContent),
         }
     }
-}
-
-fn set_connection_field<'a>(conn: &mut Connection<'a>, child: &str, v: Str<'a>) {
-    match child {
-        "callID" => conn.call_id = Some(v),
-        "deviceID" => conn.device_id = Some(v),
-        _ => {}
-    }
-}
-
-/// The CHOICE inside an extended device id element.
-fn extended_device<'a>(child: &str, v: Str<'a>) -> Option<Device<'a>> {
-    Some(match child {
-        "deviceIdentifier" | "numberDialed" | "deviceID" => Device::Id(v),
-        "notKnown" => Device::NotKnown,
-        "restricted" => Device::Restricted,
-        "notRequired" => Device::NotRequired,
-        "notSpecified" => Device::NotSpecified,
-        _ => return None,
+    Ok(Document {
+        name: Cow::Borrowed(name),
+        namespace,
+        message,
     })
 }
 
+/// Builds the message the root `name` announces from the root's content.
+fn message<'a>(
+    sc: &mut Scanner<'a>,
+    name: &'a str,
+    qname: &'a str,
+    empty: bool,
+) -> Result<Message<'a>, XmlError> {
+    fn run<'a, S: Sink<'a>>(
+        sc: &mut Scanner<'a>,
+        qname: &'a str,
+        empty: bool,
+        mut sink: S,
+    ) -> Result<S, XmlError> {
+        if !empty {
+            content(sc, qname, &mut sink)?;
+        }
+        Ok(sink)
+    }
+    if let Some(kind) = EventKind::from_root(name) {
+        let e = run(sc, qname, empty, EventSink(Event::new(kind)))?;
+        return Ok(Message::Event(e.0));
+    }
+    Ok(match name {
+        "SystemStatus" => {
+            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::SystemStatus]))?;
+            let [status] = s.0;
+            Message::SystemStatus { status }
+        }
+        "RequestSystemStatus" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::SysStatRegisterId]),
+            )?;
+            let [register_id] = s.0;
+            Message::RequestSystemStatus { register_id }
+        }
+        "SwitchingFunctionDevices" => {
+            Message::SwitchingFunctionDevices(run(sc, qname, empty, DeviceListSink::default())?.0)
+        }
+        "CSTAErrorCode" => Message::Error(run(sc, qname, empty, ErrorSink::new(false))?.finish()),
+        n if n.ends_with("NegResponse") => {
+            Message::Error(run(sc, qname, empty, ErrorSink::new(true))?.finish())
+        }
+        "SystemStatusResponse" => {
+            skip_content(sc, qname, empty)?;
+            Message::Response(Response::SystemStatus)
+        }
+        "SystemRegisterResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::SysStatRegisterId]),
+            )?;
+            let [register_id] = s.0;
+            Message::Response(Response::SystemRegister { register_id })
+        }
+        "RequestSystemStatusResponse" => {
+            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::SystemStatus]))?;
+            let [status] = s.0;
+            Message::Response(Response::RequestSystemStatus { status })
+        }
+        "MonitorStartResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::MonitorCrossRefId]),
+            )?;
+            let [cross_ref] = s.0;
+            Message::Response(Response::MonitorStart { cross_ref })
+        }
+        "MakeCallResponse" => {
+            let s = run(sc, qname, empty, ConnSink::new(Sym::CallingDevice))?;
+            Message::Response(Response::MakeCall {
+                call: s.conn.unwrap_or_default(),
+            })
+        }
+        "SingleStepTransferCallResponse" | "TransferCallResponse" => {
+            let s = run(sc, qname, empty, ConnSink::new(Sym::TransferredCall))?;
+            Message::Response(Response::NewCall {
+                call: s.conn.unwrap_or_default(),
+            })
+        }
+        "ConsultationCallResponse" => {
+            let s = run(sc, qname, empty, ConnSink::new(Sym::InitiatedCall))?;
+            Message::Response(Response::NewCall {
+                call: s.conn.unwrap_or_default(),
+            })
+        }
+        "ConferenceCallResponse" => {
+            let s = run(sc, qname, empty, ConnSink::new(Sym::ConferenceCall))?;
+            Message::Response(Response::NewCall {
+                call: s.conn.unwrap_or_default(),
+            })
+        }
+        "SnapshotDeviceResponse" => {
+            let s = run(sc, qname, empty, SnapshotDeviceSink::default())?;
+            Message::Response(Response::SnapshotDevice {
+                calls: s.calls,
+                service_cross_ref: s.service_cross_ref,
+            })
+        }
+        "SnapshotCallResponse" => {
+            let s = run(sc, qname, empty, SnapshotCallSink::default())?;
+            Message::Response(Response::SnapshotCall { parties: s.0 })
+        }
+        "GetSwitchingFunctionDevicesResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::ServiceCrossRefId]),
+            )?;
+            let [service_cross_ref] = s.0;
+            Message::Response(Response::GetSwitchingFunctionDevices { service_cross_ref })
+        }
+        "GetCSTAFeaturesResponse" => {
+            let s = run(sc, qname, empty, FeaturesSink::default())?;
+            Message::Response(Response::CstaFeatures {
+                services: s.services,
+                events: s.events,
+            })
+        }
+        "GetAgentStateResponse" => {
+            let s = run(sc, qname, empty, AgentStateSink::default())?;
+            Message::Response(Response::AgentState { agents: s.0 })
+        }
+        "GetDoNotDisturbResponse" => {
+            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::DoNotDisturbOn]))?;
+            let [on] = s.0;
+            Message::Response(Response::DoNotDisturb {
+                on: on.as_deref().and_then(parse_bool),
+            })
+        }
+        "GetForwardingResponse" => {
+            let s = run(sc, qname, empty, ForwardingSink::default())?;
+            Message::Response(Response::Forwarding { items: s.0 })
+        }
+        "StartApplicationSessionPosResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<3>::new([
+                    Sym::SessionId,
+                    Sym::ActualProtocolVersion,
+                    Sym::ActualSessionDuration,
+                ]),
+            )?;
+            let [session_id, protocol_version, duration] = s.0;
+            Message::Response(Response::StartApplicationSession {
+                session_id,
+                protocol_version,
+                session_duration: duration.as_deref().and_then(parse_u32),
+            })
+        }
+        "ResetApplicationSessionTimerPosResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::ActualSessionDuration]),
+            )?;
+            let [duration] = s.0;
+            Message::Response(Response::ResetApplicationSessionTimer {
+                session_duration: duration.as_deref().and_then(parse_u32),
+            })
+        }
+        n if n.ends_with("Response") => {
+            skip_content(sc, qname, empty)?;
+            Message::Response(Response::Ack)
+        }
+        n => {
+            skip_content(sc, qname, empty)?;
+            if is_request(n) {
+                Message::Request
+            } else {
+                Message::Unknown
+            }
+        }
+    })
+}
+
+/// Checks the root's content for well-formedness without extracting anything.
+fn skip_content<'a>(sc: &mut Scanner<'a>, qname: &'a str, empty: bool) -> Result<(), XmlError> {
+    struct Nothing;
+    impl<'a> Sink<'a> for Nothing {
+        fn open(&mut self, _: &[Sym], _: Sym, _: &'a str) -> bool {
+            false
+        }
+        fn leaf(&mut self, _: &[Sym], _: &'a str, _: Str<'a>) {}
+    }
+    if !empty {
+        content(sc, qname, &mut Nothing)?;
+    }
+    Ok(())
+}
+
+/// Requests a switch may send to an application (or that we see echoed) that we do not serve.
+fn is_request(name: &str) -> bool {
+    matches!(
+        name,
+        "SystemRegister"
+            | "SwitchingFunctionCapsChanged"
+            | "MonitorStart"
+            | "MonitorStop"
+            | "SnapshotDevice"
+            | "SnapshotDeviceData"
+            | "MakeCall"
+            | "GetSwitchingFunctionDevices"
+            | "StartApplicationSession"
+            | "ResetApplicationSessionTimer"
+            | "StopApplicationSession"
+    )
+}
+
+/// Walks the content of the root element (already opened as `root_qname`) up to its end tag,
+/// feeding `sink`.
+#[inline]
+fn content<'a, S: Sink<'a>>(
+    sc: &mut Scanner<'a>,
+    root_qname: &'a str,
+    sink: &mut S,
+) -> Result<(), XmlError> {
+    // Open elements: qualified names (to check end tags), local names and symbols. Index 0 is the
+    // root; `syms[1..depth]` is the path the sink sees.
+    let mut qnames: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
+    let mut locals: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
+    let mut syms: [Sym; MAX_DEPTH] = [Sym::Other; MAX_DEPTH];
+    qnames[0] = root_qname;
+    let mut depth = 1usize;
+    // The innermost open element has had no child element so far (so its text may be a value).
+    let mut leaf = false;
+    let mut text: Option<Str<'a>> = None;
+    // Non-zero: the element at this depth and everything below it is skipped.
+    let mut skip = 0usize;
+
+    loop {
+        let Some(tok) = sc.next_token()? else {
+            return Err(XmlError::Truncated);
+        };
+        match tok {
+            Token::Start { name, empty, .. } => {
+                if depth == MAX_DEPTH {
+                    return Err(XmlError::TooDeep);
+                }
+                text = None;
+                if skip != 0 {
+                    if !empty {
+                        qnames[depth] = name;
+                        depth += 1;
+                    }
+                    leaf = false;
+                    continue;
+                }
+                let local = local_name(name);
+                let sym = sym(local.as_bytes());
+                let wanted = sink.open(&syms[1..depth], sym, local);
+                if empty {
+                    if wanted {
+                        syms[depth] = sym;
+                        sink.leaf(&syms[1..=depth], local, Cow::Borrowed(""));
+                    }
+                    leaf = false;
+                } else {
+                    qnames[depth] = name;
+                    locals[depth] = local;
+                    syms[depth] = sym;
+                    if !wanted {
+                        skip = depth;
+                    }
+                    depth += 1;
+                    leaf = true;
+                }
+            }
+            Token::End { name } => {
+                depth -= 1;
+                if qnames[depth] != name {
+                    return Err(XmlError::Mismatch {
+                        expected: qnames[depth].to_owned(),
+                        found: name.to_owned(),
+                    });
+                }
+                if depth == 0 {
+                    return Ok(());
+                }
+                let value = text.take();
+                if skip != 0 {
+                    if depth == skip {
+                        skip = 0;
+                    }
+                } else if leaf {
+                    sink.leaf(
+                        &syms[1..=depth],
+                        locals[depth],
+                        value.map_or(Cow::Borrowed(""), trim),
+                    );
+                }
+                leaf = false;
+            }
+            Token::Text(raw) => {
+                if leaf && skip == 0 {
+                    append(&mut text, unescape(raw)?);
+                } else if memchr::memchr(b'&', raw.as_bytes()).is_some() {
+                    // Not a value, but a malformed reference still makes the document malformed.
+                    unescape(raw)?;
+                }
+            }
+            Token::CData(c) => {
+                if leaf && skip == 0 {
+                    append(&mut text, normalize_eol(c));
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn append<'a>(text: &mut Option<Str<'a>>, piece: Str<'a>) {
+    match text {
+        None => *text = Some(piece),
+        Some(t) => t.to_mut().push_str(&piece),
+    }
+}
+
+#[inline]
+fn trim(s: Str<'_>) -> Str<'_> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim_matches(is_xml_space)),
+        Cow::Owned(o) => {
+            let t = o.trim_matches(is_xml_space);
+            if t.len() == o.len() {
+                Cow::Owned(o)
+            } else {
+                Cow::Owned(t.to_owned())
+            }
+        }
+    }
+}
+
+/// `xs:boolean`.
 fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "true" | "1" => Some(true),
@@ -208,276 +522,1103 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Requests a switch may send to an application.
-fn is_request(name: &str) -> bool {
-    matches!(
-        name,
-        "RequestSystemStatus"
-            | "SystemRegister"
-            | "SwitchingFunctionDevices"
-            | "SwitchingFunctionCapsChanged"
-            | "MonitorStart"
-            | "MonitorStop"
-            | "SnapshotDevice"
-            | "MakeCall"
-            | "GetSwitchingFunctionDevices"
-            | "ResetApplicationSessionTimer"
-            | "StopApplicationSession"
-    )
+fn parse_u32(v: &str) -> Option<u32> {
+    v.parse().ok()
 }
 
-/// The message being built, chosen by the root's local name.
-enum Builder<'a> {
-    Event(Event<'a>),
-    SystemStatus(Option<Str<'a>>),
-    SystemStatusResponse,
-    SystemRegister(Option<Str<'a>>),
-    RequestSystemStatus(Option<Str<'a>>),
-    MonitorStart(Option<Str<'a>>),
-    MakeCall(Connection<'a>),
-    Snapshot(Vec<SnapshotCall<'a>>),
-    Ack,
-    Error(Option<CstaError<'a>>),
-    Request,
-    Unknown,
+/// The CHOICE inside an extended device id element.
+#[inline]
+fn choice<'a>(child: Sym, v: Str<'a>) -> Option<Device<'a>> {
+    Some(match child {
+        Sym::DeviceIdentifier | Sym::NumberDialed | Sym::DeviceId => Device::Id(v),
+        Sym::NotKnown => Device::NotKnown,
+        Sym::Restricted => Device::Restricted,
+        Sym::NotRequired => Device::NotRequired,
+        Sym::NotSpecified => Device::NotSpecified,
+        _ => return None,
+    })
 }
 
-impl<'a> Builder<'a> {
-    fn for_root(name: &str) -> Builder<'a> {
-        if let Some(kind) = EventKind::from_root(name) {
-            return Builder::Event(Event::new(kind));
-        }
-        match name {
-            "SystemStatus" => Builder::SystemStatus(None),
-            "SystemStatusResponse" => Builder::SystemStatusResponse,
-            "SystemRegisterResponse" => Builder::SystemRegister(None),
-            "RequestSystemStatusResponse" => Builder::RequestSystemStatus(None),
-            "MonitorStartResponse" => Builder::MonitorStart(None),
-            "MakeCallResponse" => Builder::MakeCall(Connection::default()),
-            "SnapshotDeviceResponse" => Builder::Snapshot(Vec::new()),
-            "CSTAErrorCode" => Builder::Error(None),
-            n if n.ends_with("Response") => Builder::Ack,
-            n if is_request(n) => Builder::Request,
-            _ => Builder::Unknown,
-        }
-    }
+/// A device element written as direct text.
+#[inline]
+fn direct(v: Str<'_>) -> Option<Device<'_>> {
+    (!v.is_empty()).then_some(Device::Id(v))
+}
 
-    #[inline]
-    fn start(&mut self, parents: &[&str], name: &str) {
-        match self {
-            Builder::Event(e) => e.start(parents, name),
-            Builder::Snapshot(calls) if name == "snapshotDeviceResponseInfo" => {
-                calls.push(SnapshotCall::default());
-            }
+#[inline]
+fn set_conn_field<'a>(conn: &mut Option<Connection<'a>>, child: Sym, v: Str<'a>) {
+    if let Some(c) = conn {
+        match child {
+            Sym::CallId => c.call_id = Some(v),
+            Sym::DeviceId => c.device_id = Some(v),
             _ => {}
         }
     }
+}
+
+/// Leaves directly below the root, by symbol.
+struct Scalars<'a, const N: usize>([Option<Str<'a>>; N], [Sym; N]);
+
+impl<'a, const N: usize> Scalars<'a, N> {
+    fn new(syms: [Sym; N]) -> Self {
+        Scalars([const { None }; N], syms)
+    }
+}
+
+impl<'a, const N: usize> Sink<'a> for Scalars<'a, N> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        parents.is_empty() && self.1.contains(&sym)
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        if let [s] = path
+            && let Some(i) = self.1.iter().position(|x| x == s)
+        {
+            self.0[i] = Some(v);
+        }
+    }
+}
+
+/// One connection directly below the root (`callingDevice` of MakeCallResponse, …).
+struct ConnSink<'a> {
+    at: Sym,
+    conn: Option<Connection<'a>>,
+}
+
+impl ConnSink<'_> {
+    fn new(at: Sym) -> Self {
+        ConnSink { at, conn: None }
+    }
+}
+
+impl<'a> Sink<'a> for ConnSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        match parents {
+            [] if sym == self.at => {
+                self.conn = Some(Connection::default());
+                true
+            }
+            [p] => *p == self.at && matches!(sym, Sym::CallId | Sym::DeviceId),
+            _ => false,
+        }
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        if let [p, c] = path
+            && *p == self.at
+        {
+            set_conn_field(&mut self.conn, *c, v);
+        }
+    }
+}
+
+/// The event builder. The paths are the same for every event type (an element name means the same
+/// thing wherever the standard uses it), so one builder serves all of them.
+struct EventSink<'a>(Event<'a>);
+
+impl<'a> EventSink<'a> {
+    /// The connection field a root child fills.
+    #[inline]
+    fn conn_slot(&mut self, s: Sym) -> Option<&mut Option<Connection<'a>>> {
+        use Sym::*;
+        let e = &mut self.0;
+        Some(match s {
+            Connection
+            | EstablishedConnection
+            | DroppedConnection
+            | HeldConnection
+            | RetrievedConnection
+            | InitiatedConnection
+            | OriginatedConnection
+            | FailedConnection
+            | QueuedConnection
+            | ClearedCall
+            | OfferedConnection
+            | BridgedConnection
+            | OutboundConnection
+            | DialingConnection => &mut e.connection,
+            PrimaryOldCall => &mut e.old_call,
+            SecondaryOldCall => &mut e.secondary_old_call,
+            OriginatingNidConnection | OriginatinNidConnection => &mut e.originating_nid,
+            _ => return None,
+        })
+    }
+
+    /// The device field a root child fills.
+    #[inline]
+    fn dev_slot(&mut self, s: Sym) -> Option<&mut Option<Device<'a>>> {
+        use Sym::*;
+        let e = &mut self.0;
+        Some(match s {
+            AlertingDevice | AnsweringDevice | ReleasingDevice | HoldingDevice
+            | RetrievingDevice | InitiatingDevice | TransferringDevice | ConferencingDevice
+            | DivertingDevice | FailingDevice | Queue | AgentDevice | Device | OfferedDevice
+            | BridgedAppearance | BridgingDevice | DialingDevice | NetworkInterfaceUsed
+            | ChargedDevice => &mut e.subject,
+            CallingDevice => &mut e.calling,
+            CalledDevice => &mut e.called,
+            LastRedirectionDevice => &mut e.last_redirection,
+            TransferredToDevice | AddedParty | NewDestination => &mut e.target,
+            NetworkCallingDevice => &mut e.network_calling,
+            NetworkCalledDevice => &mut e.network_called,
+            AssociatedCallingDevice => &mut e.associated_calling,
+            AssociatedCalledDevice => &mut e.associated_called,
+            _ => return None,
+        })
+    }
+
+    /// A leaf directly below the root.
+    #[inline]
+    fn leaf1(&mut self, s: Sym, v: Str<'a>) {
+        use Sym::*;
+        let e = &mut self.0;
+        match s {
+            MonitorCrossRefId => e.cross_ref = Some(v),
+            LocalConnectionInfo => e.local_state = Some(v),
+            Cause => e.cause = Some(v),
+            AgentId => e.agent_id = Some(v),
+            AcdGroup => e.acd_group = Some(v),
+            PendingAgentState => e.pending_agent_state = Some(v),
+            DoNotDisturbOn => e.do_not_disturb = parse_bool(&v),
+            ForwardingType => e.forwarding_type = Some(v),
+            ForwardStatus => e.forward_status = parse_bool(&v),
+            ForwardTo => e.forward_to = Some(v),
+            ForwardDefault => e.forward_default = Some(v),
+            RingCount => e.ring_count = parse_u32(&v),
+            NumberQueued => e.number_queued = parse_u32(&v),
+            CallsInFront => e.calls_in_front = parse_u32(&v),
+            OriginatingDevice => e.originating_device = Some(v),
+            DialingSequence | DigitGeneratedList => e.digits = Some(v),
+            ToneGenerated => e.tone = Some(v),
+            AccountInfo => e.account_info = Some(v),
+            _ => {
+                // Some peers write a device id as direct text instead of `<deviceIdentifier>`.
+                if let Some(slot) = self.dev_slot(s) {
+                    *slot = direct(v);
+                }
+            }
+        }
+    }
 
     #[inline]
-    fn leaf(&mut self, path: &[&str], v: Str<'a>) {
-        match self {
-            Builder::Event(e) => e.leaf(path, v),
-            Builder::SystemStatus(s) | Builder::RequestSystemStatus(s) => {
-                if let ["systemStatus"] = path {
-                    *s = Some(v);
+    fn leaf2(&mut self, p: Sym, c: Sym, v: Str<'a>) {
+        use Sym::*;
+        if let Some(slot) = self.conn_slot(p) {
+            set_conn_field(slot, c, v);
+            return;
+        }
+        if let Some(slot) = self.dev_slot(p) {
+            if let Some(d) = choice(c, v) {
+                *slot = Some(d);
+            }
+            return;
+        }
+        let e = &mut self.0;
+        match (p, c) {
+            (CorrelatorData, String) => e.correlator_data = Some(v),
+            (UserData, String) => e.user_data = Some(v),
+            (ChargingInfo, TypeOfChargingInfo) => {
+                if let Some(ch) = &mut e.charging {
+                    ch.info_type = Some(v);
                 }
             }
-            Builder::SystemRegister(id) => {
-                if let ["sysStatRegisterID"] = path {
-                    *id = Some(v);
+            (PrimaryCall, DeviceId) => e.subject = direct(v),
+            (PrimaryCall, LocalConnectionState) => e.local_state = Some(v),
+            _ => {}
+        }
+    }
+}
+
+impl<'a> Sink<'a> for EventSink<'a> {
+    #[inline]
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        use Sym::*;
+        match *parents {
+            [] => {
+                if let Some(slot) = self.conn_slot(sym) {
+                    *slot = Some(super::Connection::default());
+                } else if let Some(slot) = self.dev_slot(sym) {
+                    *slot = None;
+                } else if sym == ChargingInfo {
+                    self.0.charging = Some(Charging::default());
                 }
             }
-            Builder::MonitorStart(x) => {
-                if let ["monitorCrossRefID"] = path {
-                    *x = Some(v);
-                }
+            [
+                TransferredConnections | ConferenceConnections,
+                ConnectionListItem,
+            ] if sym == NewConnection => {
+                self.0.new_connections.push(super::Connection::default());
             }
-            Builder::MakeCall(conn) => {
-                if let ["callingDevice", c] = path {
-                    set_connection_field(conn, c, v);
-                }
+            [PrimaryCall] => match sym {
+                ConnectionId => self.0.connection = Some(super::Connection::default()),
+                DeviceId => self.0.subject = None,
+                _ => {}
+            },
+            [SecondaryCall] if sym == ConnectionId => {
+                self.0.secondary_old_call = Some(super::Connection::default());
             }
-            Builder::Snapshot(calls) => {
-                if let Some(call) = calls.last_mut() {
-                    match path {
-                        [.., "connectionIdentifier", c] => {
-                            set_connection_field(&mut call.connection, c, v)
-                        }
-                        [.., "localConnectionState" | "simpleCallState"] => call.states.push(v),
+            _ => {}
+        }
+        sym != Other
+    }
+
+    #[inline]
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        use Sym::*;
+        match *path {
+            [s] => self.leaf1(s, v),
+            [p, c] => self.leaf2(p, c, v),
+            [PrimaryCall, ConnectionId, c] => set_conn_field(&mut self.0.connection, c, v),
+            [SecondaryCall, ConnectionId, c] => {
+                set_conn_field(&mut self.0.secondary_old_call, c, v);
+            }
+            [
+                TransferredConnections | ConferenceConnections,
+                ConnectionListItem,
+                NewConnection,
+                c,
+            ] => {
+                if let Some(conn) = self.0.new_connections.last_mut() {
+                    match c {
+                        CallId => conn.call_id = Some(v),
+                        DeviceId => conn.device_id = Some(v),
                         _ => {}
                     }
                 }
             }
-            Builder::Error(e) => {
-                if e.is_none()
-                    && let Some(category) = path.first()
-                {
-                    *e = Some(CstaError {
-                        category: Cow::Owned((*category).to_owned()),
-                        value: v,
-                    });
+            [ChargingInfo, NumberUnits, NumberOfCurrencyUnits, c] => {
+                if let Some(ch) = &mut self.0.charging {
+                    match c {
+                        CurrencyType => ch.currency_type = Some(v),
+                        CurrencyAmount => ch.currency_amount = Some(v),
+                        CurrencyMultiplier => ch.currency_multiplier = Some(v),
+                        _ => {}
+                    }
                 }
             }
-            Builder::SystemStatusResponse | Builder::Ack | Builder::Request | Builder::Unknown => {}
+            [
+                ChargingInfo,
+                NumberUnits,
+                NumberOfChargeUnits,
+                ChargingUnitsRecord,
+                c,
+            ] => {
+                if let Some(ch) = &mut self.0.charging {
+                    match c {
+                        ChargingUnits => ch.charge_units = Some(v),
+                        TypeOfUnits => ch.units_type = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `CSTAErrorCode` (category = the root's first child) or an ECMA-354 negative response
+/// (category = the first child of `errorCode`).
+struct ErrorSink<'a> {
+    /// Look inside `errorCode` instead of at the root's children.
+    nested: bool,
+    category: Option<&'a str>,
+    value: Option<Str<'a>>,
+    /// A second candidate element has opened; the first one is final.
+    done: bool,
+}
+
+impl<'a> ErrorSink<'a> {
+    fn new(nested: bool) -> Self {
+        ErrorSink {
+            nested,
+            category: None,
+            value: None,
+            done: false,
         }
     }
 
-    fn finish(self) -> Message<'a> {
-        match self {
-            Builder::Event(e) => Message::Event(e),
-            Builder::SystemStatus(status) => Message::SystemStatus { status },
-            Builder::SystemStatusResponse => Message::Response(Response::SystemStatus),
-            Builder::SystemRegister(register_id) => {
-                Message::Response(Response::SystemRegister { register_id })
-            }
-            Builder::RequestSystemStatus(status) => {
-                Message::Response(Response::RequestSystemStatus { status })
-            }
-            Builder::MonitorStart(cross_ref) => {
-                Message::Response(Response::MonitorStart { cross_ref })
-            }
-            Builder::MakeCall(call) => Message::Response(Response::MakeCall { call }),
-            Builder::Snapshot(calls) => Message::Response(Response::SnapshotDevice { calls }),
-            Builder::Ack => Message::Response(Response::Ack),
-            Builder::Error(e) => Message::Error(e.unwrap_or(CstaError {
+    fn finish(self) -> CstaError<'a> {
+        match self.category {
+            Some(c) => CstaError {
+                category: Cow::Borrowed(c),
+                value: self.value.unwrap_or(Cow::Borrowed("")),
+            },
+            None => CstaError {
                 category: Cow::Borrowed("unspecified"),
                 value: Cow::Borrowed(""),
-            })),
-            Builder::Request => Message::Request,
-            Builder::Unknown => Message::Unknown,
+            },
+        }
+    }
+
+    fn level<'p>(&self, path: &'p [Sym]) -> Option<&'p [Sym]> {
+        if self.nested {
+            match path {
+                [Sym::ErrorCode, rest @ ..] => Some(rest),
+                _ => None,
+            }
+        } else {
+            Some(path)
         }
     }
 }
 
-fn append<'a>(text: &mut Option<Str<'a>>, piece: Str<'a>) {
-    match text {
-        None => *text = Some(piece),
-        Some(t) => t.to_mut().push_str(&piece),
-    }
-}
-
-fn trim(s: Str<'_>) -> Str<'_> {
-    match s {
-        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
-        Cow::Owned(o) => Cow::Owned(o.trim().to_owned()),
-    }
-}
-
-fn root_namespace<'a>(qname: &str, attrs: &'a str) -> Option<&'a str> {
-    match qname.find(':') {
-        Some(i) => {
-            let mut key = String::with_capacity(6 + i);
-            key.push_str("xmlns:");
-            key.push_str(&qname[..i]);
-            attr(attrs, &key)
+impl<'a> Sink<'a> for ErrorSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, local: &'a str) -> bool {
+        if self.nested && parents.is_empty() {
+            return sym == Sym::ErrorCode;
         }
-        None => attr(attrs, "xmlns"),
-    }
-}
-
-fn decode_str(s: &str) -> Result<Document<'_>, XmlError> {
-    let mut sc = Scanner::new(s);
-    // Open elements: qualified names (to check end tags) and local names (the path).
-    let mut qnames: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
-    let mut locals: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
-    let mut depth = 0usize;
-    // Bit d set: the element at depth d has child elements, so its text is not a value.
-    let mut has_children: u64 = 0;
-    let mut text: Option<Str<'_>> = None;
-    let mut root: Option<(&str, Option<&str>)> = None;
-    let mut builder = Builder::Unknown;
-    let mut closed = false;
-
-    while let Some(tok) = sc.next_token()? {
-        match tok {
-            Token::Start { name, attrs, empty } => {
-                if closed {
-                    return Err(XmlError::TrailingContent);
-                }
-                if depth == MAX_DEPTH {
-                    return Err(XmlError::TooDeep);
-                }
-                let local = local_name(name);
-                if depth == 0 {
-                    builder = Builder::for_root(local);
-                    root = Some((local, root_namespace(name, attrs)));
-                    if empty {
-                        closed = true;
-                    }
+        match self.level(parents) {
+            Some([]) => {
+                if self.category.is_none() {
+                    self.category = Some(local);
                 } else {
-                    has_children |= 1 << (depth - 1);
-                    builder.start(&locals[1..depth], local);
-                    if empty {
-                        locals[depth] = local;
-                        builder.leaf(&locals[1..=depth], Cow::Borrowed(""));
+                    self.done = true;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        if let Some([_]) = self.level(path)
+            && !self.done
+        {
+            self.value = Some(v);
+        }
+    }
+}
+
+#[derive(Default)]
+struct SnapshotDeviceSink<'a> {
+    calls: Vec<SnapshotCall<'a>>,
+    service_cross_ref: Option<Str<'a>>,
+}
+
+impl<'a> Sink<'a> for SnapshotDeviceSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        use Sym::*;
+        match *parents {
+            [CrossRefIdorSnapshotData, SnapshotData] if sym == SnapshotDeviceResponseInfo => {
+                self.calls.push(SnapshotCall::default());
+            }
+            [
+                CrossRefIdorSnapshotData,
+                SnapshotData,
+                SnapshotDeviceResponseInfo,
+            ] => {
+                if let Some(call) = self.calls.last_mut() {
+                    match sym {
+                        ConnectionIdentifier => call.connection = super::Connection::default(),
+                        EndpointDevice => call.endpoint = None,
+                        _ => {}
                     }
                 }
-                text = None;
-                if !empty {
-                    qnames[depth] = name;
-                    locals[depth] = local;
-                    has_children &= !(1 << depth);
-                    depth += 1;
+            }
+            _ => {}
+        }
+        sym != Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        use Sym::*;
+        if let [CrossRefIdorSnapshotData, ServiceCrossRefId] = path {
+            self.service_cross_ref = Some(v);
+            return;
+        }
+        let [
+            CrossRefIdorSnapshotData,
+            SnapshotData,
+            SnapshotDeviceResponseInfo,
+            rest @ ..,
+        ] = path
+        else {
+            return;
+        };
+        let Some(call) = self.calls.last_mut() else {
+            return;
+        };
+        match *rest {
+            [ConnectionIdentifier, CallId] => call.connection.call_id = Some(v),
+            [ConnectionIdentifier, DeviceId] => call.connection.device_id = Some(v),
+            [EndpointDevice] => call.endpoint = direct(v),
+            [EndpointDevice, c] => {
+                if let Some(d) = choice(c, v) {
+                    call.endpoint = Some(d);
                 }
             }
-            Token::End { name } => {
-                if depth == 0 {
-                    return Err(XmlError::Syntax {
-                        at: sc.pos(),
-                        what: "end tag without a start tag",
-                    });
-                }
-                depth -= 1;
-                if qnames[depth] != name {
-                    return Err(XmlError::Mismatch {
-                        expected: qnames[depth].to_owned(),
-                        found: name.to_owned(),
-                    });
-                }
-                let value = text.take();
-                if depth > 0 && has_children & (1 << depth) == 0 {
-                    builder.leaf(
-                        &locals[1..=depth],
-                        value.map_or(Cow::Borrowed(""), trim),
-                    );
-                }
-                if depth == 0 {
-                    closed = true;
-                }
+            [LocalCallState, SimpleCallState]
+            | [LocalCallState, CompoundCallState, LocalConnectionState] => call.states.push(v),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct SnapshotCallSink<'a>(Vec<SnapshotParty<'a>>);
+
+impl<'a> Sink<'a> for SnapshotCallSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        use Sym::*;
+        match *parents {
+            [CrossRefIdorSnapshotData, SnapshotData] if sym == SnapshotCallResponseInfo => {
+                self.0.push(SnapshotParty::default());
             }
-            Token::Text(raw) => {
-                if depth == 0 {
-                    if raw.bytes().all(|b| b.is_ascii_whitespace()) {
-                        continue;
+            [
+                CrossRefIdorSnapshotData,
+                SnapshotData,
+                SnapshotCallResponseInfo,
+            ] => {
+                if let Some(p) = self.0.last_mut() {
+                    match sym {
+                        CallIdentifier => p.connection = Some(super::Connection::default()),
+                        DeviceOnCall => p.device = None,
+                        _ => {}
                     }
-                    return Err(if closed {
-                        XmlError::TrailingContent
-                    } else {
-                        XmlError::NoRoot
-                    });
                 }
-                append(&mut text, unescape(raw)?);
             }
-            Token::CData(c) => {
-                if depth == 0 {
-                    return Err(XmlError::NoRoot);
+            _ => {}
+        }
+        sym != Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        use Sym::*;
+        let [
+            CrossRefIdorSnapshotData,
+            SnapshotData,
+            SnapshotCallResponseInfo,
+            rest @ ..,
+        ] = path
+        else {
+            return;
+        };
+        let Some(p) = self.0.last_mut() else {
+            return;
+        };
+        match *rest {
+            [CallIdentifier, c] => set_conn_field(&mut p.connection, c, v),
+            [DeviceOnCall] => p.device = direct(v),
+            [DeviceOnCall, c] => {
+                if let Some(d) = choice(c, v) {
+                    p.device = Some(d);
                 }
-                append(&mut text, Cow::Borrowed(c));
+            }
+            [LocalConnectionInfo] => p.state = Some(v),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct DeviceListSink<'a>(DeviceList<'a>);
+
+impl<'a> Sink<'a> for DeviceListSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        if let [Sym::DeviceList] = parents
+            && sym == Sym::Device
+        {
+            self.0.devices.push(ListedDevice::default());
+        }
+        sym != Sym::Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        use Sym::*;
+        let l = &mut self.0;
+        match *path {
+            [ServiceCrossRefId] => l.service_cross_ref = Some(v),
+            [SegmentId] => l.segment_id = parse_u32(&v),
+            [LastSegment] => l.last_segment = parse_bool(&v),
+            [DeviceList, Device, c] => {
+                if let Some(d) = l.devices.last_mut() {
+                    match c {
+                        DeviceId => d.id = Some(v),
+                        DeviceCategory => d.category = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `GetCSTAFeaturesResponse`: the group and leaf names are open-ended, so this sink looks at local
+/// names, not symbols.
+#[derive(Default)]
+struct FeaturesSink<'a> {
+    services: Vec<Str<'a>>,
+    events: Vec<Str<'a>>,
+}
+
+impl<'a> Sink<'a> for FeaturesSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        match parents {
+            [] => matches!(sym, Sym::SupportedServices | Sym::SupportedEvents),
+            [_] | [_, _] => true,
+            _ => false,
+        }
+    }
+
+    fn leaf(&mut self, path: &[Sym], local: &'a str, v: Str<'a>) {
+        if parse_bool(&v) != Some(true) {
+            return;
+        }
+        match path {
+            [Sym::SupportedServices, _, _] => self.services.push(Cow::Borrowed(local)),
+            [Sym::SupportedEvents, _, _] => self.events.push(Cow::Borrowed(local)),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct AgentStateSink<'a>(Vec<AgentStateEntry<'a>>);
+
+impl<'a> Sink<'a> for AgentStateSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        use Sym::*;
+        match *parents {
+            [AgentStateList] if sym == AgentStateEntry => {
+                self.0.push(super::AgentStateEntry::default());
+            }
+            [AgentStateList, AgentStateEntry] if sym == AgentInfo => {
+                if let Some(a) = self.0.last_mut() {
+                    a.info.push(super::AgentInfo::default());
+                }
+            }
+            _ => {}
+        }
+        sym != Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        use Sym::*;
+        let [AgentStateList, AgentStateEntry, rest @ ..] = path else {
+            return;
+        };
+        let Some(a) = self.0.last_mut() else {
+            return;
+        };
+        match *rest {
+            [AgentId] => a.agent_id = Some(v),
+            [LoggedOnState] => a.logged_on = parse_bool(&v),
+            [AgentInfo, c] => {
+                if let Some(i) = a.info.last_mut() {
+                    match c {
+                        AcdGroup => i.acd_group = Some(v),
+                        AgentState => i.state = Some(v),
+                        PendingAgentState => i.pending_state = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct ForwardingSink<'a>(Vec<ForwardItem<'a>>);
+
+impl<'a> Sink<'a> for ForwardingSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+        if let [Sym::ForwardingList] = parents
+            && sym == Sym::ForwardListItem
+        {
+            self.0.push(ForwardItem::default());
+        }
+        sym != Sym::Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+        use Sym::*;
+        if let [ForwardingList, ForwardListItem, c] = *path
+            && let Some(f) = self.0.last_mut()
+        {
+            match c {
+                ForwardingType => f.forwarding_type = Some(v),
+                ForwardStatus => f.on = parse_bool(&v),
+                ForwardDn => f.to = Some(v),
+                _ => {}
             }
         }
     }
-    if depth > 0 {
-        return Err(XmlError::Truncated);
+}
+
+/// Element names the decoder acts on, matched by local name. Anything else is [`Sym::Other`] and
+/// its subtree is skipped without looking at its names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Sym {
+    Other,
+    /// `monitorCrossRefID`
+    MonitorCrossRefId,
+    /// `callID`
+    CallId,
+    /// `deviceID`
+    DeviceId,
+    /// `deviceIdentifier`
+    DeviceIdentifier,
+    /// `numberDialed`
+    NumberDialed,
+    /// `notKnown`
+    NotKnown,
+    /// `restricted`
+    Restricted,
+    /// `notRequired`
+    NotRequired,
+    /// `notSpecified`
+    NotSpecified,
+    /// `localConnectionInfo`
+    LocalConnectionInfo,
+    /// `cause`
+    Cause,
+    /// `string`
+    String,
+    /// `correlatorData`
+    CorrelatorData,
+    /// `userData`
+    UserData,
+    /// `connection`
+    Connection,
+    /// `establishedConnection`
+    EstablishedConnection,
+    /// `droppedConnection`
+    DroppedConnection,
+    /// `heldConnection`
+    HeldConnection,
+    /// `retrievedConnection`
+    RetrievedConnection,
+    /// `initiatedConnection`
+    InitiatedConnection,
+    /// `originatedConnection`
+    OriginatedConnection,
+    /// `failedConnection`
+    FailedConnection,
+    /// `queuedConnection`
+    QueuedConnection,
+    /// `clearedCall`
+    ClearedCall,
+    /// `offeredConnection`
+    OfferedConnection,
+    /// `bridgedConnection`
+    BridgedConnection,
+    /// `outboundConnection`
+    OutboundConnection,
+    /// `dialingConnection`
+    DialingConnection,
+    /// `primaryOldCall`
+    PrimaryOldCall,
+    /// `secondaryOldCall`
+    SecondaryOldCall,
+    /// `originatingNIDConnection`
+    OriginatingNidConnection,
+    /// `originatinNIDConnection`
+    OriginatinNidConnection,
+    /// `alertingDevice`
+    AlertingDevice,
+    /// `answeringDevice`
+    AnsweringDevice,
+    /// `releasingDevice`
+    ReleasingDevice,
+    /// `holdingDevice`
+    HoldingDevice,
+    /// `retrievingDevice`
+    RetrievingDevice,
+    /// `initiatingDevice`
+    InitiatingDevice,
+    /// `transferringDevice`
+    TransferringDevice,
+    /// `conferencingDevice`
+    ConferencingDevice,
+    /// `divertingDevice`
+    DivertingDevice,
+    /// `failingDevice`
+    FailingDevice,
+    /// `queue`
+    Queue,
+    /// `agentDevice`
+    AgentDevice,
+    /// `device`
+    Device,
+    /// `offeredDevice`
+    OfferedDevice,
+    /// `bridgedAppearance`
+    BridgedAppearance,
+    /// `bridgingDevice`
+    BridgingDevice,
+    /// `dialingDevice`
+    DialingDevice,
+    /// `networkInterfaceUsed`
+    NetworkInterfaceUsed,
+    /// `chargedDevice`
+    ChargedDevice,
+    /// `callingDevice`
+    CallingDevice,
+    /// `calledDevice`
+    CalledDevice,
+    /// `lastRedirectionDevice`
+    LastRedirectionDevice,
+    /// `transferredToDevice`
+    TransferredToDevice,
+    /// `addedParty`
+    AddedParty,
+    /// `newDestination`
+    NewDestination,
+    /// `networkCallingDevice`
+    NetworkCallingDevice,
+    /// `networkCalledDevice`
+    NetworkCalledDevice,
+    /// `associatedCallingDevice`
+    AssociatedCallingDevice,
+    /// `associatedCalledDevice`
+    AssociatedCalledDevice,
+    /// `transferredConnections`
+    TransferredConnections,
+    /// `conferenceConnections`
+    ConferenceConnections,
+    /// `connectionListItem`
+    ConnectionListItem,
+    /// `newConnection`
+    NewConnection,
+    /// `agentID`
+    AgentId,
+    /// `acdGroup`
+    AcdGroup,
+    /// `pendingAgentState`
+    PendingAgentState,
+    /// `doNotDisturbOn`
+    DoNotDisturbOn,
+    /// `forwardingType`
+    ForwardingType,
+    /// `forwardStatus`
+    ForwardStatus,
+    /// `forwardTo`
+    ForwardTo,
+    /// `forwardDefault`
+    ForwardDefault,
+    /// `ringCount`
+    RingCount,
+    /// `numberQueued`
+    NumberQueued,
+    /// `callsInFront`
+    CallsInFront,
+    /// `originatingDevice`
+    OriginatingDevice,
+    /// `dialingSequence`
+    DialingSequence,
+    /// `digitGeneratedList`
+    DigitGeneratedList,
+    /// `toneGenerated`
+    ToneGenerated,
+    /// `accountInfo`
+    AccountInfo,
+    /// `chargingInfo`
+    ChargingInfo,
+    /// `numberUnits`
+    NumberUnits,
+    /// `numberOfChargeUnits`
+    NumberOfChargeUnits,
+    /// `chargingUnitsRecord`
+    ChargingUnitsRecord,
+    /// `chargingUnits`
+    ChargingUnits,
+    /// `typeOfUnits`
+    TypeOfUnits,
+    /// `numberOfCurrencyUnits`
+    NumberOfCurrencyUnits,
+    /// `currencyType`
+    CurrencyType,
+    /// `currencyAmount`
+    CurrencyAmount,
+    /// `currencyMultiplier`
+    CurrencyMultiplier,
+    /// `typeOfChargingInfo`
+    TypeOfChargingInfo,
+    /// `primaryCall`
+    PrimaryCall,
+    /// `secondaryCall`
+    SecondaryCall,
+    /// `connectionID`
+    ConnectionId,
+    /// `localConnectionState`
+    LocalConnectionState,
+    /// `systemStatus`
+    SystemStatus,
+    /// `sysStatRegisterID`
+    SysStatRegisterId,
+    /// `transferredCall`
+    TransferredCall,
+    /// `initiatedCall`
+    InitiatedCall,
+    /// `conferenceCall`
+    ConferenceCall,
+    /// `crossRefIDorSnapshotData`
+    CrossRefIdorSnapshotData,
+    /// `serviceCrossRefID`
+    ServiceCrossRefId,
+    /// `snapshotData`
+    SnapshotData,
+    /// `snapshotDeviceResponseInfo`
+    SnapshotDeviceResponseInfo,
+    /// `connectionIdentifier`
+    ConnectionIdentifier,
+    /// `endpointDevice`
+    EndpointDevice,
+    /// `localCallState`
+    LocalCallState,
+    /// `compoundCallState`
+    CompoundCallState,
+    /// `simpleCallState`
+    SimpleCallState,
+    /// `snapshotCallResponseInfo`
+    SnapshotCallResponseInfo,
+    /// `deviceOnCall`
+    DeviceOnCall,
+    /// `callIdentifier`
+    CallIdentifier,
+    /// `segmentID`
+    SegmentId,
+    /// `lastSegment`
+    LastSegment,
+    /// `deviceList`
+    DeviceList,
+    /// `deviceCategory`
+    DeviceCategory,
+    /// `supportedServices`
+    SupportedServices,
+    /// `supportedEvents`
+    SupportedEvents,
+    /// `agentStateList`
+    AgentStateList,
+    /// `agentStateEntry`
+    AgentStateEntry,
+    /// `loggedOnState`
+    LoggedOnState,
+    /// `agentInfo`
+    AgentInfo,
+    /// `agentState`
+    AgentState,
+    /// `forwardingList`
+    ForwardingList,
+    /// `forwardListItem`
+    ForwardListItem,
+    /// `forwardDN`
+    ForwardDn,
+    /// `sessionID`
+    SessionId,
+    /// `actualProtocolVersion`
+    ActualProtocolVersion,
+    /// `actualSessionDuration`
+    ActualSessionDuration,
+    /// `errorCode`
+    ErrorCode,
+}
+
+/// The symbol of a local name: dispatch on the length first, so each name is compared with at
+/// most a handful of candidates of the same length.
+#[inline]
+pub(crate) fn sym(name: &[u8]) -> Sym {
+    use Sym::*;
+    match name.len() {
+        5 => match name {
+            b"cause" => Cause,
+            b"queue" => Queue,
+            _ => Other,
+        },
+        6 => match name {
+            b"callID" => CallId,
+            b"string" => String,
+            b"device" => Device,
+            _ => Other,
+        },
+        7 => match name {
+            b"agentID" => AgentId,
+            _ => Other,
+        },
+        8 => match name {
+            b"deviceID" => DeviceId,
+            b"notKnown" => NotKnown,
+            b"userData" => UserData,
+            b"acdGroup" => AcdGroup,
+            _ => Other,
+        },
+        9 => match name {
+            b"forwardTo" => ForwardTo,
+            b"ringCount" => RingCount,
+            b"segmentID" => SegmentId,
+            b"agentInfo" => AgentInfo,
+            b"forwardDN" => ForwardDn,
+            b"sessionID" => SessionId,
+            b"errorCode" => ErrorCode,
+            _ => Other,
+        },
+        10 => match name {
+            b"restricted" => Restricted,
+            b"connection" => Connection,
+            b"addedParty" => AddedParty,
+            b"deviceList" => DeviceList,
+            b"agentState" => AgentState,
+            _ => Other,
+        },
+        11 => match name {
+            b"notRequired" => NotRequired,
+            b"clearedCall" => ClearedCall,
+            b"agentDevice" => AgentDevice,
+            b"accountInfo" => AccountInfo,
+            b"numberUnits" => NumberUnits,
+            b"typeOfUnits" => TypeOfUnits,
+            b"primaryCall" => PrimaryCall,
+            b"lastSegment" => LastSegment,
+            _ => Other,
+        },
+        12 => match name {
+            b"numberDialed" => NumberDialed,
+            b"notSpecified" => NotSpecified,
+            b"calledDevice" => CalledDevice,
+            b"numberQueued" => NumberQueued,
+            b"callsInFront" => CallsInFront,
+            b"chargingInfo" => ChargingInfo,
+            b"currencyType" => CurrencyType,
+            b"connectionID" => ConnectionId,
+            b"systemStatus" => SystemStatus,
+            b"snapshotData" => SnapshotData,
+            b"deviceOnCall" => DeviceOnCall,
+            _ => Other,
+        },
+        13 => match name {
+            b"holdingDevice" => HoldingDevice,
+            b"failingDevice" => FailingDevice,
+            b"offeredDevice" => OfferedDevice,
+            b"dialingDevice" => DialingDevice,
+            b"chargedDevice" => ChargedDevice,
+            b"callingDevice" => CallingDevice,
+            b"newConnection" => NewConnection,
+            b"forwardStatus" => ForwardStatus,
+            b"toneGenerated" => ToneGenerated,
+            b"chargingUnits" => ChargingUnits,
+            b"secondaryCall" => SecondaryCall,
+            b"initiatedCall" => InitiatedCall,
+            b"loggedOnState" => LoggedOnState,
+            _ => Other,
+        },
+        14 => match name {
+            b"correlatorData" => CorrelatorData,
+            b"heldConnection" => HeldConnection,
+            b"primaryOldCall" => PrimaryOldCall,
+            b"alertingDevice" => AlertingDevice,
+            b"bridgingDevice" => BridgingDevice,
+            b"newDestination" => NewDestination,
+            b"doNotDisturbOn" => DoNotDisturbOn,
+            b"forwardingType" => ForwardingType,
+            b"forwardDefault" => ForwardDefault,
+            b"currencyAmount" => CurrencyAmount,
+            b"conferenceCall" => ConferenceCall,
+            b"endpointDevice" => EndpointDevice,
+            b"localCallState" => LocalCallState,
+            b"callIdentifier" => CallIdentifier,
+            b"deviceCategory" => DeviceCategory,
+            b"agentStateList" => AgentStateList,
+            b"forwardingList" => ForwardingList,
+            _ => Other,
+        },
+        15 => match name {
+            b"answeringDevice" => AnsweringDevice,
+            b"releasingDevice" => ReleasingDevice,
+            b"divertingDevice" => DivertingDevice,
+            b"dialingSequence" => DialingSequence,
+            b"transferredCall" => TransferredCall,
+            b"simpleCallState" => SimpleCallState,
+            b"supportedEvents" => SupportedEvents,
+            b"agentStateEntry" => AgentStateEntry,
+            b"forwardListItem" => ForwardListItem,
+            _ => Other,
+        },
+        16 => match name {
+            b"deviceIdentifier" => DeviceIdentifier,
+            b"failedConnection" => FailedConnection,
+            b"queuedConnection" => QueuedConnection,
+            b"secondaryOldCall" => SecondaryOldCall,
+            b"retrievingDevice" => RetrievingDevice,
+            b"initiatingDevice" => InitiatingDevice,
+            _ => Other,
+        },
+        17 => match name {
+            b"monitorCrossRefID" => MonitorCrossRefId,
+            b"droppedConnection" => DroppedConnection,
+            b"offeredConnection" => OfferedConnection,
+            b"bridgedConnection" => BridgedConnection,
+            b"dialingConnection" => DialingConnection,
+            b"bridgedAppearance" => BridgedAppearance,
+            b"pendingAgentState" => PendingAgentState,
+            b"originatingDevice" => OriginatingDevice,
+            b"sysStatRegisterID" => SysStatRegisterId,
+            b"serviceCrossRefID" => ServiceCrossRefId,
+            b"compoundCallState" => CompoundCallState,
+            b"supportedServices" => SupportedServices,
+            _ => Other,
+        },
+        18 => match name {
+            b"outboundConnection" => OutboundConnection,
+            b"transferringDevice" => TransferringDevice,
+            b"conferencingDevice" => ConferencingDevice,
+            b"connectionListItem" => ConnectionListItem,
+            b"digitGeneratedList" => DigitGeneratedList,
+            b"currencyMultiplier" => CurrencyMultiplier,
+            b"typeOfChargingInfo" => TypeOfChargingInfo,
+            _ => Other,
+        },
+        19 => match name {
+            b"localConnectionInfo" => LocalConnectionInfo,
+            b"retrievedConnection" => RetrievedConnection,
+            b"initiatedConnection" => InitiatedConnection,
+            b"transferredToDevice" => TransferredToDevice,
+            b"networkCalledDevice" => NetworkCalledDevice,
+            b"numberOfChargeUnits" => NumberOfChargeUnits,
+            b"chargingUnitsRecord" => ChargingUnitsRecord,
+            _ => Other,
+        },
+        20 => match name {
+            b"originatedConnection" => OriginatedConnection,
+            b"networkInterfaceUsed" => NetworkInterfaceUsed,
+            b"networkCallingDevice" => NetworkCallingDevice,
+            b"localConnectionState" => LocalConnectionState,
+            b"connectionIdentifier" => ConnectionIdentifier,
+            _ => Other,
+        },
+        21 => match name {
+            b"establishedConnection" => EstablishedConnection,
+            b"lastRedirectionDevice" => LastRedirectionDevice,
+            b"conferenceConnections" => ConferenceConnections,
+            b"numberOfCurrencyUnits" => NumberOfCurrencyUnits,
+            b"actualProtocolVersion" => ActualProtocolVersion,
+            b"actualSessionDuration" => ActualSessionDuration,
+            _ => Other,
+        },
+        22 => match name {
+            b"associatedCalledDevice" => AssociatedCalledDevice,
+            b"transferredConnections" => TransferredConnections,
+            _ => Other,
+        },
+        23 => match name {
+            b"originatinNIDConnection" => OriginatinNidConnection,
+            b"associatedCallingDevice" => AssociatedCallingDevice,
+            _ => Other,
+        },
+        24 => match name {
+            b"originatingNIDConnection" => OriginatingNidConnection,
+            b"crossRefIDorSnapshotData" => CrossRefIdorSnapshotData,
+            b"snapshotCallResponseInfo" => SnapshotCallResponseInfo,
+            _ => Other,
+        },
+        26 => match name {
+            b"snapshotDeviceResponseInfo" => SnapshotDeviceResponseInfo,
+            _ => Other,
+        },
+        _ => Other,
     }
-    let Some((name, namespace)) = root else {
-        return Err(XmlError::NoRoot);
-    };
-    Ok(Document {
-        name: Cow::Borrowed(name),
-        namespace: namespace.map(Cow::Borrowed),
-        message: builder.finish(),
-    })
 }
 
 #[cfg(test)]
@@ -507,7 +1648,10 @@ mod tests {
         assert_eq!(e.kind, EventKind::ServiceInitiated);
         assert_eq!(e.cross_ref.as_deref(), Some("1169730059"));
         let c = e.connection.unwrap();
-        assert_eq!(c.call_id.as_deref(), Some("FF000100000000002D65C85C1C750000"));
+        assert_eq!(
+            c.call_id.as_deref(),
+            Some("FF000100000000002D65C85C1C750000")
+        );
         assert!(matches!(c.call_id, Some(Cow::Borrowed(_))));
         assert_eq!(c.device_id.as_deref(), Some("302118840100"));
         assert_eq!(
@@ -588,7 +1732,8 @@ mod tests {
                 value: "resourceBusy".into()
             })
         );
-        let d = decode(b"<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>").unwrap();
+        let d =
+            decode(b"<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>").unwrap();
         assert_eq!(
             d.message,
             Message::SystemStatus {
@@ -599,8 +1744,17 @@ mod tests {
         assert_eq!(d.message, Message::Response(Response::Ack));
         let d = decode(b"<SomethingNew><a>1</a></SomethingNew>").unwrap();
         assert_eq!(d.message, Message::Unknown);
-        let d = decode(b"<ButtonPressEvent><monitorCrossRefID>1</monitorCrossRefID></ButtonPressEvent>").unwrap();
-        assert!(matches!(d.message, Message::Event(Event { kind: EventKind::Other, .. })));
+        let d = decode(
+            b"<ButtonPressEvent><monitorCrossRefID>1</monitorCrossRefID></ButtonPressEvent>",
+        )
+        .unwrap();
+        assert!(matches!(
+            d.message,
+            Message::Event(Event {
+                kind: EventKind::Other,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -611,7 +1765,7 @@ mod tests {
             <snapshotDeviceResponseInfo><connectionIdentifier><callID>2</callID></connectionIdentifier>\
             <localCallState><simpleCallState>callDelivered</simpleCallState></localCallState></snapshotDeviceResponseInfo>\
             </snapshotData></crossRefIDorSnapshotData></SnapshotDeviceResponse>").unwrap();
-        let Message::Response(Response::SnapshotDevice { calls }) = d.message else {
+        let Message::Response(Response::SnapshotDevice { calls, .. }) = d.message else {
             panic!()
         };
         assert_eq!(calls.len(), 2);
@@ -654,7 +1808,10 @@ mod tests {
             XmlError::Doctype
         );
         assert_eq!(decode(b"<a/><b/>").unwrap_err(), XmlError::TrailingContent);
-        assert_eq!(decode(b"<a>&nope;</a>").unwrap_err().kind(), "bad_reference");
+        assert_eq!(
+            decode(b"<a>&nope;</a>").unwrap_err().kind(),
+            "bad_reference"
+        );
         let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
         assert_eq!(decode(deep.as_bytes()).unwrap_err(), XmlError::TooDeep);
         let ok = "<a>".repeat(MAX_DEPTH) + &"</a>".repeat(MAX_DEPTH);
@@ -667,9 +1824,10 @@ mod tests {
 
     #[test]
     fn attr_parsing() {
-        assert_eq!(attr(r#" a="1" b='2>' c = "3""#, "b"), Some("2>"));
-        assert_eq!(attr(r#" a="1" c = "3""#, "c"), Some("3"));
-        assert_eq!(attr(r#" a="1""#, "z"), None);
-        assert_eq!(attr(r#" a=1"#, "a"), None);
+        assert_eq!(attr(r#" a="1" b='2>' c = "3""#, "", "b"), Some("2>"));
+        assert_eq!(attr(r#" a="1" c = "3""#, "", "c"), Some("3"));
+        assert_eq!(attr(r#" a="1""#, "", "z"), None);
+        assert_eq!(attr(r#" a=1"#, "", "a"), None);
+        assert_eq!(attr(r#" xmlns:x="u" x="v""#, "xmlns:", "x"), Some("u"));
     }
 }

@@ -15,7 +15,8 @@ pub mod ns {
     /// 6th edition.
     pub const ED6: &str = "http://www.ecma-international.org/standards/ecma-323/csta/ed6";
     /// ECMA-354 application session.
-    pub const APPL_SESSION: &str = "http://www.ecma-international.org/standards/ecma-354/appl_session";
+    pub const APPL_SESSION: &str =
+        "http://www.ecma-international.org/standards/ecma-354/appl_session";
 }
 
 /// A connection identifier to put in a request.
@@ -38,24 +39,72 @@ pub enum Request<'r> {
     /// Ask the switch for its status (gateway-opened sessions, keep-alive).
     RequestSystemStatus,
     /// Answer to the switch's `RequestSystemStatus`.
-    RequestSystemStatusResponse { status: &'r str },
-    MonitorStart { device: &'r str },
-    MonitorStop { cross_ref: &'r str },
-    SnapshotDevice { device: &'r str },
-    MakeCall { calling: &'r str, called: &'r str },
-    AnswerCall { call: ConnRef<'r> },
-    ClearConnection { conn: ConnRef<'r> },
-    ClearCall { call: ConnRef<'r> },
-    HoldCall { call: ConnRef<'r> },
-    RetrieveCall { call: ConnRef<'r> },
-    SingleStepTransferCall { call: ConnRef<'r>, to: &'r str },
-    ConsultationCall { call: ConnRef<'r>, to: &'r str },
-    TransferCall { held: ConnRef<'r>, active: ConnRef<'r> },
-    ConferenceCall { held: ConnRef<'r>, active: ConnRef<'r> },
-    DeflectCall { call: ConnRef<'r>, to: &'r str },
-    SetDoNotDisturb { device: &'r str, on: bool },
-    SetForwarding { device: &'r str, forwarding_type: &'r str, on: bool, to: Option<&'r str> },
-    SetAgentState { device: &'r str, state: &'r str, agent_id: Option<&'r str> },
+    RequestSystemStatusResponse {
+        status: &'r str,
+    },
+    MonitorStart {
+        device: &'r str,
+    },
+    MonitorStop {
+        cross_ref: &'r str,
+    },
+    SnapshotDevice {
+        device: &'r str,
+    },
+    MakeCall {
+        calling: &'r str,
+        called: &'r str,
+    },
+    AnswerCall {
+        call: ConnRef<'r>,
+    },
+    ClearConnection {
+        conn: ConnRef<'r>,
+    },
+    ClearCall {
+        call: ConnRef<'r>,
+    },
+    HoldCall {
+        call: ConnRef<'r>,
+    },
+    RetrieveCall {
+        call: ConnRef<'r>,
+    },
+    SingleStepTransferCall {
+        call: ConnRef<'r>,
+        to: &'r str,
+    },
+    ConsultationCall {
+        call: ConnRef<'r>,
+        to: &'r str,
+    },
+    TransferCall {
+        held: ConnRef<'r>,
+        active: ConnRef<'r>,
+    },
+    ConferenceCall {
+        held: ConnRef<'r>,
+        active: ConnRef<'r>,
+    },
+    DeflectCall {
+        call: ConnRef<'r>,
+        to: &'r str,
+    },
+    SetDoNotDisturb {
+        device: &'r str,
+        on: bool,
+    },
+    SetForwarding {
+        device: &'r str,
+        forwarding_type: &'r str,
+        on: bool,
+        to: Option<&'r str>,
+    },
+    SetAgentState {
+        device: &'r str,
+        state: &'r str,
+        agent_id: Option<&'r str>,
+    },
 }
 
 impl Request<'_> {
@@ -288,14 +337,8 @@ mod tests {
             Request::RetrieveCall { call: c },
             Request::SingleStepTransferCall { call: c, to: "3" },
             Request::ConsultationCall { call: c, to: "3" },
-            Request::TransferCall {
-                held: c,
-                active: c,
-            },
-            Request::ConferenceCall {
-                held: c,
-                active: c,
-            },
+            Request::TransferCall { held: c, active: c },
+            Request::ConferenceCall { held: c, active: c },
             Request::DeflectCall { call: c, to: "3" },
             Request::SetDoNotDisturb {
                 device: "1",

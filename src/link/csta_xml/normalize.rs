@@ -50,10 +50,7 @@ pub fn event(
     ev.do_not_disturb = e.do_not_disturb;
     ev.forwarding_type = e.forwarding_type.as_ref().map(t);
     ev.forwarding_on = e.forward_status;
-    ev.forward_to = e
-        .forward_to
-        .as_ref()
-        .map(|s| Party::from_raw(t(s), plan));
+    ev.forward_to = e.forward_to.as_ref().map(|s| Party::from_raw(t(s), plan));
     ev
 }
 
@@ -96,6 +93,15 @@ pub fn kind(k: X) -> EventKind {
         X::Forwarding => EventKind::Forwarding,
         X::BackInService => EventKind::BackInService,
         X::OutOfService => EventKind::OutOfService,
-        X::Other => EventKind::Unknown,
+        // Decoded by the codec but without a normalized counterpart in the model yet.
+        X::NetworkCapabilitiesChanged
+        | X::PartiallyInService
+        | X::DeviceCapsChanged
+        | X::CallInformation
+        | X::Charging
+        | X::DigitsGenerated
+        | X::TelephonyTonesGenerated
+        | X::ServiceCompletionFailure
+        | X::Other => EventKind::Unknown,
     }
 }

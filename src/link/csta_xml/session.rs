@@ -207,7 +207,9 @@ impl Session {
                 metrics::counter!("ctigate_link_frames_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "direction" => "tx").increment(1);
                 self.out.push(Output::Send(frame.freeze()));
             }
-            Err(e) => warn!(link = %self.cfg.pbx, request = req.name(), error = %e, "request not sent"),
+            Err(e) => {
+                warn!(link = %self.cfg.pbx, request = req.name(), error = %e, "request not sent")
+            }
         }
     }
 
@@ -246,15 +248,17 @@ impl Session {
                     self.request(Request::SystemRegister, Pending::SystemRegister, now);
                 }
             }
+            Message::RequestSystemStatus { .. } => {
+                self.write(
+                    frame.invoke_id,
+                    &Request::RequestSystemStatusResponse { status: "normal" },
+                );
+            }
+            Message::SwitchingFunctionDevices(list) => {
+                debug!(link = %self.cfg.pbx, devices = list.devices.len(), "SwitchingFunctionDevices segment ignored");
+            }
             Message::Request => {
-                if doc.name == "RequestSystemStatus" {
-                    self.write(
-                        frame.invoke_id,
-                        &Request::RequestSystemStatusResponse { status: "normal" },
-                    );
-                } else {
-                    debug!(link = %self.cfg.pbx, request = %doc.name, "switch request not served");
-                }
+                debug!(link = %self.cfg.pbx, request = %doc.name, "switch request not served");
             }
             Message::Response(r) => self.on_response(frame.invoke_id, Ok(r), now),
             Message::Error(e) => self.on_response(
@@ -314,10 +318,8 @@ impl Session {
                 dev.conn_ids.insert(call.clone(), conn_dev.clone());
             }
         }
-        if matches!(
-            ev.kind,
-            crate::model::EventKind::CallCleared
-        ) && let Some(call) = &ev.call_id
+        if matches!(ev.kind, crate::model::EventKind::CallCleared)
+            && let Some(call) = &ev.call_id
         {
             dev.conn_ids.remove(call);
         }
@@ -345,8 +347,9 @@ impl Session {
             }
             (Pending::OpenStatus, Ok(_)) => self.become_ready(now),
             (Pending::OpenStatus, Err((c, v))) => {
-                self.out
-                    .push(Output::Close(format!("RequestSystemStatus refused: {c}/{v}")));
+                self.out.push(Output::Close(format!(
+                    "RequestSystemStatus refused: {c}/{v}"
+                )));
             }
             (Pending::KeepAlive, _) => {}
             (Pending::MonitorStart(i), Ok(Response::MonitorStart { cross_ref: Some(x) })) => {
@@ -374,7 +377,7 @@ impl Session {
                 self.monitor_failed(i, reason, now);
             }
             (Pending::MonitorStop, _) => {}
-            (Pending::Snapshot(i), Ok(Response::SnapshotDevice { calls })) => {
+            (Pending::Snapshot(i), Ok(Response::SnapshotDevice { calls, .. })) => {
                 let call_ids = calls
                     .iter()
                     .filter_map(|c| c.connection.call_id.as_deref())
@@ -433,7 +436,9 @@ impl Session {
             return;
         }
         let rate = f64::from(self.cfg.monitor_rate.max(1));
-        let elapsed = now.saturating_duration_since(self.last_refill).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.last_refill)
+            .as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(rate);
         self.last_refill = now;
         let in_flight = self
@@ -468,7 +473,9 @@ impl Session {
         let Some(i) = self.devices.iter().position(|d| d.name == req.device) else {
             self.out.push(Output::Reply(
                 req.reply,
-                Err(CommandError::NotMonitored("device not configured on this link".into())),
+                Err(CommandError::NotMonitored(
+                    "device not configured on this link".into(),
+                )),
             ));
             return;
         };
@@ -554,11 +561,14 @@ impl Session {
                         .push(Output::Close("no answer to RequestSystemStatus".into()));
                     return;
                 }
-                Pending::MonitorStart(i) => self.monitor_failed(i, "monitor_failed: timeout".into(), now),
+                Pending::MonitorStart(i) => {
+                    self.monitor_failed(i, "monitor_failed: timeout".into(), now)
+                }
                 Pending::MonitorStop | Pending::Snapshot(_) => {}
                 Pending::Command { name, reply } => {
                     metrics::counter!("ctigate_link_commands_total", "link" => self.cfg.pbx.to_string(), "command" => name, "outcome" => "timeout").increment(1);
-                    self.out.push(Output::Reply(reply, Err(CommandError::Timeout)));
+                    self.out
+                        .push(Output::Reply(reply, Err(CommandError::Timeout)));
                 }
             }
         }
@@ -576,7 +586,9 @@ impl Session {
                 .pending
                 .values()
                 .any(|p| matches!(p.what, Pending::KeepAlive));
-            if !keepalive_pending && now.saturating_duration_since(self.last_rx) >= self.cfg.keepalive {
+            if !keepalive_pending
+                && now.saturating_duration_since(self.last_rx) >= self.cfg.keepalive
+            {
                 self.request(Request::RequestSystemStatus, Pending::KeepAlive, now);
                 // Count silence from now, so the next keep-alive waits a full interval.
                 self.last_rx = now;
@@ -595,7 +607,11 @@ impl Session {
             })
             .collect();
         for x in refs {
-            self.request(Request::MonitorStop { cross_ref: &x }, Pending::MonitorStop, now);
+            self.request(
+                Request::MonitorStop { cross_ref: &x },
+                Pending::MonitorStop,
+                now,
+            );
         }
     }
 
@@ -603,7 +619,8 @@ impl Session {
     pub fn on_disconnect(&mut self, reason: &str) {
         for (_, entry) in self.pending.drain() {
             if let Pending::Command { reply, .. } = entry.what {
-                self.out.push(Output::Reply(reply, Err(CommandError::LinkDown)));
+                self.out
+                    .push(Output::Reply(reply, Err(CommandError::LinkDown)));
             }
         }
         for d in &mut self.devices {
@@ -675,7 +692,10 @@ mod tests {
         let mut s = Session::new(cfg(Dialect::Osv, &["100", "101", "102"]), t0);
         assert!(sent(&mut s).0.is_empty(), "OSV waits for the switch");
         s.on_frame(
-            &frame(17, "<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>"),
+            &frame(
+                17,
+                "<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>",
+            ),
             t0,
             0,
         );
@@ -715,10 +735,15 @@ mod tests {
             5,
         );
         let (_, o) = sent(&mut s);
-        let Output::Event(ev) = &o[0] else { panic!("{o:?}") };
+        let Output::Event(ev) = &o[0] else {
+            panic!("{o:?}")
+        };
         assert_eq!(ev.device, "100");
         assert_eq!(ev.call_id.as_deref(), Some("c1"));
-        assert_eq!(ev.calling.as_ref().unwrap().number.as_deref(), Some("+4930123"));
+        assert_eq!(
+            ev.calling.as_ref().unwrap().number.as_deref(),
+            Some("+4930123")
+        );
         assert_eq!(ev.ts_ms, 5);
     }
 
@@ -745,7 +770,9 @@ mod tests {
         s.on_command(
             LinkRequest {
                 device: Text::from("200"),
-                command: Command::MakeCall { to: "+49 30 1".into() },
+                command: Command::MakeCall {
+                    to: "+49 30 1".into(),
+                },
                 reply: tx,
             },
             t0,
@@ -759,9 +786,14 @@ mod tests {
             0,
         );
         let (_, o) = sent(&mut s);
-        let Some(Output::Reply(tx, r)) = o.into_iter().next() else { panic!() };
+        let Some(Output::Reply(tx, r)) = o.into_iter().next() else {
+            panic!()
+        };
         tx.send(r).unwrap();
-        assert_eq!(rx.try_recv().unwrap().unwrap().call_id.as_deref(), Some("77"));
+        assert_eq!(
+            rx.try_recv().unwrap().unwrap().call_id.as_deref(),
+            Some("77")
+        );
     }
 
     #[test]
@@ -772,12 +804,17 @@ mod tests {
         s.on_frame(&frame(f[0].0, "<RequestSystemStatusResponse/>"), t0, 0);
         let (f, _) = sent(&mut s);
         s.on_frame(
-            &frame(f[0].0, "<CSTAErrorCode><operation>invalidDeviceID</operation></CSTAErrorCode>"),
+            &frame(
+                f[0].0,
+                "<CSTAErrorCode><operation>invalidDeviceID</operation></CSTAErrorCode>",
+            ),
             t0,
             0,
         );
         let (_, o) = sent(&mut s);
-        assert!(matches!(&o[0], Output::Device(_, DeviceStatus::NotMonitored(r)) if r == "monitor_failed: operation/invalidDeviceID"));
+        assert!(
+            matches!(&o[0], Output::Device(_, DeviceStatus::NotMonitored(r)) if r == "monitor_failed: operation/invalidDeviceID")
+        );
         // Retried after monitor_retry.
         s.on_tick(t0 + Duration::from_secs(61));
         let (f, _) = sent(&mut s);
