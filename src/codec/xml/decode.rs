@@ -16,7 +16,10 @@
 //!   leaf children `deviceIdentifier`/`numberDialed`/`deviceID`/`notKnown`/`restricted`/
 //!   `notRequired`/`notSpecified` set it, the last one winning.
 
-use super::scan::{Scanner, Token, is_xml_space, local_name, normalize_eol, unescape};
+use super::scan::{
+    Markup, Scanner, Token, all_space, attrs_end, end_tag_close, is_xml_space, markup, name_end,
+    normalize_eol, same, text_run, trim_xml, unescape, word,
+};
 use super::{
     AgentStateEntry, Charging, Connection, CstaError, Device, DeviceList, Document, Event,
     EventKind, ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall,
@@ -77,48 +80,59 @@ impl Encoding {
 /// The `encoding` pseudo-attribute of the XML declaration, if there is one.
 fn declared_encoding(input: &[u8]) -> Option<&str> {
     let rest = input.strip_prefix(b"<?xml")?;
-    if !rest.first().is_some_and(u8::is_ascii_whitespace) {
+    if !rest.first().copied().is_some_and(is_xml_space) {
         return None;
     }
-    let end = memchr::memmem::find(&rest[..rest.len().min(256)], b"?>")?;
+    // A declaration is short; do not look further than 256 bytes for its end.
+    let rest = &rest[..rest.len().min(256)];
+    let end = memchr::memmem::find(rest, b"?>")?;
     let decl = std::str::from_utf8(&rest[..end]).ok()?;
     attr(decl, "", "encoding")
 }
 
-/// Finds attribute `prefix` + `key` in the attribute text of a tag, value as written.
+/// Finds attribute `prefix` + `key` in the attribute text of a tag; the value as written.
 pub(crate) fn attr<'a>(attrs: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
-    let mut rest = attrs;
+    let b = attrs.as_bytes();
+    let mut i = 0;
+    // Each round: `name = "value"`. The `=` is found with memchr; names and values are ASCII-cut.
     loop {
-        rest = rest.trim_start();
-        let eq = rest.find('=')?;
-        let name = rest[..eq].trim();
-        let after = rest[eq + 1..].trim_start();
-        let quote = after.chars().next()?;
-        if quote != '"' && quote != '\'' {
+        let eq = i + memchr::memchr(b'=', b.get(i..)?)?;
+        let name = attrs
+            .get(i..eq)?
+            .trim_matches(|c: char| c.is_ascii() && is_xml_space(c as u8));
+        let mut q = eq + 1;
+        while b.get(q).copied().is_some_and(is_xml_space) {
+            q += 1;
+        }
+        let quote = *b.get(q)?;
+        if quote != b'"' && quote != b'\'' {
             return None;
         }
-        let close = after[1..].find(quote)?;
-        let value = &after[1..1 + close];
-        if name.strip_prefix(prefix) == Some(key) {
-            return Some(value);
+        let close = q + 1 + memchr::memchr(quote, b.get(q + 1..)?)?;
+        if name.len() == prefix.len() + key.len() && name.starts_with(prefix) && name.ends_with(key)
+        {
+            return attrs.get(q + 1..close);
         }
-        rest = &after[close + 2..];
+        i = close + 1;
     }
 }
 
 /// The namespace the root's prefix (or the default namespace) is bound to on the root itself.
 /// The value is unescaped and attribute-normalized; an empty value (an undeclaration) is `None`.
 fn root_namespace<'a>(qname: &str, attrs: &'a str) -> Result<Option<Str<'a>>, XmlError> {
-    let raw = match qname.find(':') {
+    let raw = match qname.bytes().position(|c| c == b':') {
         Some(i) => attr(attrs, "xmlns:", &qname[..i]),
         None => attr(attrs, "", "xmlns"),
     };
     let Some(raw) = raw else { return Ok(None) };
-    let mut v = unescape(raw)?;
-    // Attribute-value normalization: literal whitespace characters become spaces.
-    if v.contains(['\t', '\n', '\r']) {
-        v = Cow::Owned(v.replace(['\t', '\n', '\r'], " "));
-    }
+    // Attribute-value normalization: each literal line end or whitespace character becomes a
+    // space before references are resolved (so `&#10;` stays a line feed).
+    let v = if memchr::memchr3(b'\t', b'\n', b'\r', raw.as_bytes()).is_some() {
+        let spaced = raw.replace("\r\n", " ").replace(['\t', '\n', '\r'], " ");
+        Cow::Owned(unescape(&spaced)?.into_owned())
+    } else {
+        unescape(raw)?
+    };
     Ok((!v.is_empty()).then_some(v))
 }
 
@@ -127,56 +141,63 @@ trait Sink<'a> {
     /// An element `sym` (local name `local`) opens below the open elements `parents` (root
     /// excluded). Returns whether its content matters; if not, its subtree is skipped.
     #[inline]
-    fn open(&mut self, parents: &[Sym], sym: Sym, local: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, local: &'a [u8]) -> bool {
         let _ = (parents, local);
         sym != Sym::Other
     }
 
-    /// A leaf element at `path` (root excluded) closed with value `v`.
-    fn leaf(&mut self, path: &[Sym], local: &'a str, v: Str<'a>);
+    /// A leaf element at `path` (root excluded, qualified name `qname`) closed with value `v`.
+    fn leaf(&mut self, path: &[Sym], qname: &'a [u8], v: Str<'a>);
 }
 
 fn decode_str(s: &str) -> Result<Document<'_>, XmlError> {
     let mut sc = Scanner::new(s);
     // Prolog: whitespace, the declaration, comments and PIs (the scanner skips those) up to the root.
-    let (qname, attrs, empty) = loop {
+    let (qname, name, attrs, empty) = loop {
         match sc.next_token()? {
             None => return Err(XmlError::NoRoot),
-            Some(Token::Text(t)) if t.bytes().all(|b| b.is_ascii_whitespace()) => {}
-            Some(Token::Text(_) | Token::CData(_)) => return Err(XmlError::NoRoot),
+            Some(Token::Text { raw, .. }) if all_space(raw) => {}
+            Some(Token::Text { .. } | Token::CData(_)) => return Err(XmlError::NoRoot),
             Some(Token::End { .. }) => {
                 return Err(XmlError::Syntax {
                     at: sc.pos(),
                     what: "end tag without a start tag",
                 });
             }
-            Some(Token::Start { name, attrs, empty }) => break (name, attrs, empty),
+            Some(Token::Start {
+                name,
+                local,
+                attrs,
+                empty,
+            }) => break (name, local, attrs, empty),
         }
     };
-    let name = local_name(qname);
-    let namespace = root_namespace(qname, attrs)?;
-    let message = message(&mut sc, name, qname, empty)?;
+    let mut doc = Document {
+        name: Cow::Borrowed(name),
+        namespace: root_namespace(qname, attrs)?,
+        message: Message::Unknown,
+    };
+    // The message is built where it will be returned: an event is about a kilobyte, and moving it
+    // through builders costs more than filling it.
+    message(&mut sc, name, qname, empty, &mut doc.message)?;
     // Epilog: only whitespace (comments and PIs are skipped by the scanner).
     while let Some(tok) = sc.next_token()? {
         match tok {
-            Token::Text(t) if t.bytes().all(|b| b.is_ascii_whitespace()) => {}
+            Token::Text { raw, .. } if all_space(raw) => {}
             _ => return Err(XmlError::TrailingContent),
         }
     }
-    Ok(Document {
-        name: Cow::Borrowed(name),
-        namespace,
-        message,
-    })
+    Ok(doc)
 }
 
-/// Builds the message the root `name` announces from the root's content.
+/// Builds the message the root `name` announces from the root's content, into `out`.
 fn message<'a>(
     sc: &mut Scanner<'a>,
     name: &'a str,
     qname: &'a str,
     empty: bool,
-) -> Result<Message<'a>, XmlError> {
+    out: &mut Message<'a>,
+) -> Result<(), XmlError> {
     fn run<'a, S: Sink<'a>>(
         sc: &mut Scanner<'a>,
         qname: &'a str,
@@ -189,10 +210,15 @@ fn message<'a>(
         Ok(sink)
     }
     if let Some(kind) = EventKind::from_root(name) {
-        let e = run(sc, qname, empty, EventSink(Event::new(kind)))?;
-        return Ok(Message::Event(e.0));
+        *out = Message::Event(Event::new(kind));
+        if let Message::Event(e) = out
+            && !empty
+        {
+            content(sc, qname, &mut EventSink(e))?;
+        }
+        return Ok(());
     }
-    Ok(match name {
+    *out = match name {
         "SystemStatus" => {
             let s = run(sc, qname, empty, Scalars::<1>::new([Sym::SystemStatus]))?;
             let [status] = s.0;
@@ -353,17 +379,18 @@ fn message<'a>(
                 Message::Unknown
             }
         }
-    })
+    };
+    Ok(())
 }
 
 /// Checks the root's content for well-formedness without extracting anything.
 fn skip_content<'a>(sc: &mut Scanner<'a>, qname: &'a str, empty: bool) -> Result<(), XmlError> {
     struct Nothing;
     impl<'a> Sink<'a> for Nothing {
-        fn open(&mut self, _: &[Sym], _: Sym, _: &'a str) -> bool {
+        fn open(&mut self, _: &[Sym], _: Sym, _: &'a [u8]) -> bool {
             false
         }
-        fn leaf(&mut self, _: &[Sym], _: &'a str, _: Str<'a>) {}
+        fn leaf(&mut self, _: &[Sym], _: &'a [u8], _: Str<'a>) {}
     }
     if !empty {
         content(sc, qname, &mut Nothing)?;
@@ -390,104 +417,209 @@ fn is_request(name: &str) -> bool {
 }
 
 /// Walks the content of the root element (already opened as `root_qname`) up to its end tag,
-/// feeding `sink`.
+/// feeding `sink`, and leaves the scanner after that end tag.
+///
+/// This is the hot loop, written on bytes: each step reads a text run up to the next `<` and then
+/// the markup there, sixteen bytes at a time (see `scan`). The common leaf `<tag>value</tag>`
+/// becomes a value straight from its text run: no token is built, nothing is accumulated, and a
+/// plain value is a slice of the input. End tags are compared with the expected name, not scanned.
 #[inline]
 fn content<'a, S: Sink<'a>>(
     sc: &mut Scanner<'a>,
     root_qname: &'a str,
     sink: &mut S,
 ) -> Result<(), XmlError> {
-    // Open elements: qualified names (to check end tags), local names and symbols. Index 0 is the
-    // root; `syms[1..depth]` is the path the sink sees.
-    let mut qnames: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
-    let mut locals: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
+    let s = sc.input();
+    let b = s.as_bytes();
+    // Open elements: qualified names (to check end tags) and symbols. Index 0 is the root;
+    // `syms[1..depth]` is the path the sink sees.
+    let mut qnames: [&[u8]; MAX_DEPTH] = [&[]; MAX_DEPTH];
     let mut syms: [Sym; MAX_DEPTH] = [Sym::Other; MAX_DEPTH];
-    qnames[0] = root_qname;
+    qnames[0] = root_qname.as_bytes();
     let mut depth = 1usize;
     // The innermost open element has had no child element so far (so its text may be a value).
     let mut leaf = false;
-    let mut text: Option<Str<'a>> = None;
+    // The element's text so far, when comments or CDATA split it into several pieces.
+    let mut acc: Option<Str<'a>> = None;
     // Non-zero: the element at this depth and everything below it is skipped.
     let mut skip = 0usize;
+    let mut i = sc.pos();
 
     loop {
-        let Some(tok) = sc.next_token()? else {
+        let (lt, plain) = text_run(b, i);
+        let Some(&next) = b.get(lt + 1) else {
             return Err(XmlError::Truncated);
         };
-        match tok {
-            Token::Start { name, empty, .. } => {
-                if depth == MAX_DEPTH {
-                    return Err(XmlError::TooDeep);
-                }
-                text = None;
-                if skip != 0 {
-                    if !empty {
-                        qnames[depth] = name;
-                        depth += 1;
-                    }
-                    leaf = false;
-                    continue;
-                }
-                let local = local_name(name);
-                let sym = sym(local.as_bytes());
-                let wanted = sink.open(&syms[1..depth], sym, local);
-                if empty {
-                    if wanted {
-                        syms[depth] = sym;
-                        sink.leaf(&syms[1..=depth], local, Cow::Borrowed(""));
-                    }
-                    leaf = false;
+        if next == b'/' {
+            let q = qnames[depth - 1];
+            let start = lt + 2;
+            let end = start + q.len();
+            let after =
+                if b.get(end) == Some(&b'>') && b.get(start..end).is_some_and(|n| same(n, q)) {
+                    end + 1
                 } else {
-                    qnames[depth] = name;
-                    locals[depth] = local;
-                    syms[depth] = sym;
-                    if !wanted {
-                        skip = depth;
-                    }
-                    depth += 1;
-                    leaf = true;
-                }
+                    other_end_tag(b, start, q)?
+                };
+            depth -= 1;
+            if leaf && skip == 0 && depth > 0 {
+                let v = value(s, i, lt, plain, acc.take())?;
+                sink.leaf(&syms[1..=depth], q, v);
+            } else if !plain {
+                check_refs(slice(s, i, lt))?;
             }
-            Token::End { name } => {
-                depth -= 1;
-                if qnames[depth] != name {
-                    return Err(XmlError::Mismatch {
-                        expected: qnames[depth].to_owned(),
-                        found: name.to_owned(),
-                    });
-                }
-                if depth == 0 {
-                    return Ok(());
-                }
-                let value = text.take();
-                if skip != 0 {
-                    if depth == skip {
-                        skip = 0;
+            if depth == 0 {
+                sc.set_pos(after);
+                return Ok(());
+            }
+            if depth == skip {
+                skip = 0;
+            }
+            acc = None;
+            leaf = false;
+            i = after;
+        } else if next == b'!' || next == b'?' {
+            let m = markup(b, lt)?;
+            let keep = leaf && skip == 0;
+            if keep {
+                // Text before a comment or CDATA section is part of the value.
+                let raw = slice(s, i, lt);
+                append(
+                    &mut acc,
+                    if plain {
+                        Cow::Borrowed(raw)
+                    } else {
+                        unescape(raw)?
+                    },
+                );
+            } else if !plain {
+                check_refs(slice(s, i, lt))?;
+            }
+            i = match m {
+                Markup::Ignored(after) => after,
+                Markup::CData(start, end, after) => {
+                    if keep {
+                        append(&mut acc, normalize_eol(slice(s, start, end)));
                     }
-                } else if leaf {
-                    sink.leaf(
-                        &syms[1..=depth],
-                        locals[depth],
-                        value.map_or(Cow::Borrowed(""), trim),
-                    );
+                    after
+                }
+            };
+        } else {
+            // Text before a child element is not a value, but its references must be valid.
+            if !plain {
+                check_refs(slice(s, i, lt))?;
+            }
+            acc = None;
+            if depth == MAX_DEPTH {
+                return Err(XmlError::TooDeep);
+            }
+            let name_start = lt + 1;
+            let (name_stop, local_start) = name_end(b, name_start)?;
+            // `name_end` stopped at whitespace, `/` or `>`, so `b[name_stop]` exists.
+            let (close, empty) = match b.get(name_stop..name_stop + 2) {
+                Some([b'>', _]) => (name_stop, false),
+                Some(b"/>") => (name_stop + 1, true),
+                _ => {
+                    let close = attrs_end(b, name_stop)?;
+                    (close, b[close - 1] == b'/')
+                }
+            };
+            if local_start >= name_stop {
+                return Err(XmlError::Syntax {
+                    at: name_start,
+                    what: "invalid element name",
+                });
+            }
+            i = close + 1;
+            let qname = &b[name_start..name_stop];
+            if skip != 0 {
+                if !empty {
+                    qnames[depth] = qname;
+                    depth += 1;
                 }
                 leaf = false;
+                continue;
             }
-            Token::Text(raw) => {
-                if leaf && skip == 0 {
-                    append(&mut text, unescape(raw)?);
-                } else if memchr::memchr(b'&', raw.as_bytes()).is_some() {
-                    // Not a value, but a malformed reference still makes the document malformed.
-                    unescape(raw)?;
+            let sym = sym_at(b, local_start, name_stop);
+            let wanted = sink.open(&syms[1..depth], sym, &b[local_start..name_stop]);
+            if empty {
+                if wanted {
+                    syms[depth] = sym;
+                    sink.leaf(&syms[1..=depth], qname, Cow::Borrowed(""));
                 }
-            }
-            Token::CData(c) => {
-                if leaf && skip == 0 {
-                    append(&mut text, normalize_eol(c));
+                leaf = false;
+            } else {
+                qnames[depth] = qname;
+                syms[depth] = sym;
+                if !wanted {
+                    skip = depth;
                 }
+                depth += 1;
+                leaf = true;
             }
         }
     }
+}
+
+/// An end tag that is not byte-for-byte `</expected>`: the right name with whitespace before `>`,
+/// or a mismatch. Returns the position after it.
+#[cold]
+fn other_end_tag(b: &[u8], start: usize, expected: &[u8]) -> Result<usize, XmlError> {
+    let (e, _) = name_end(b, start)?;
+    if !same(&b[start..e], expected) {
+        return Err(XmlError::Mismatch {
+            expected: String::from_utf8_lossy(expected).into_owned(),
+            found: String::from_utf8_lossy(&b[start..e]).into_owned(),
+        });
+    }
+    end_tag_close(b, e)
+}
+
+/// `s[a..b]`. The decoder only cuts next to ASCII delimiters, which are char boundaries, so this
+/// never falls back.
+#[inline(always)]
+fn slice(s: &str, a: usize, b: usize) -> &str {
+    s.get(a..b).unwrap_or_default()
+}
+
+/// The value of a leaf whose last text run is `s[a..z]`, after the pieces in `acc`.
+#[inline(always)]
+fn value<'a>(
+    s: &'a str,
+    a: usize,
+    z: usize,
+    plain: bool,
+    acc: Option<Str<'a>>,
+) -> Result<Str<'a>, XmlError> {
+    match acc {
+        None if plain => {
+            // Trim on bytes, then cut once.
+            let b = s.as_bytes();
+            let (mut a, mut z) = (a, z);
+            while a < z && is_xml_space(b[a]) {
+                a += 1;
+            }
+            while z > a && is_xml_space(b[z - 1]) {
+                z -= 1;
+            }
+            Ok(Cow::Borrowed(slice(s, a, z)))
+        }
+        None => Ok(trim(unescape(slice(s, a, z))?)),
+        Some(mut acc) => {
+            let raw = slice(s, a, z);
+            if plain {
+                acc.to_mut().push_str(raw);
+            } else {
+                acc.to_mut().push_str(&unescape(raw)?);
+            }
+            Ok(trim(acc))
+        }
+    }
+}
+
+/// Validates the references in text that is not a value.
+#[cold]
+fn check_refs(raw: &str) -> Result<(), XmlError> {
+    unescape(raw).map(drop)
 }
 
 #[inline]
@@ -501,9 +633,9 @@ fn append<'a>(text: &mut Option<Str<'a>>, piece: Str<'a>) {
 #[inline]
 fn trim(s: Str<'_>) -> Str<'_> {
     match s {
-        Cow::Borrowed(b) => Cow::Borrowed(b.trim_matches(is_xml_space)),
+        Cow::Borrowed(b) => Cow::Borrowed(trim_xml(b)),
         Cow::Owned(o) => {
-            let t = o.trim_matches(is_xml_space);
+            let t = trim_xml(&o);
             if t.len() == o.len() {
                 Cow::Owned(o)
             } else {
@@ -566,11 +698,11 @@ impl<'a, const N: usize> Scalars<'a, N> {
 }
 
 impl<'a, const N: usize> Sink<'a> for Scalars<'a, N> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         parents.is_empty() && self.1.contains(&sym)
     }
 
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         if let [s] = path
             && let Some(i) = self.1.iter().position(|x| x == s)
         {
@@ -592,7 +724,7 @@ impl ConnSink<'_> {
 }
 
 impl<'a> Sink<'a> for ConnSink<'a> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         match parents {
             [] if sym == self.at => {
                 self.conn = Some(Connection::default());
@@ -603,7 +735,7 @@ impl<'a> Sink<'a> for ConnSink<'a> {
         }
     }
 
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         if let [p, c] = path
             && *p == self.at
         {
@@ -614,14 +746,14 @@ impl<'a> Sink<'a> for ConnSink<'a> {
 
 /// The event builder. The paths are the same for every event type (an element name means the same
 /// thing wherever the standard uses it), so one builder serves all of them.
-struct EventSink<'a>(Event<'a>);
+struct EventSink<'e, 'a>(&'e mut Event<'a>);
 
-impl<'a> EventSink<'a> {
+impl<'a> EventSink<'_, 'a> {
     /// The connection field a root child fills.
     #[inline]
     fn conn_slot(&mut self, s: Sym) -> Option<&mut Option<Connection<'a>>> {
         use Sym::*;
-        let e = &mut self.0;
+        let e = &mut *self.0;
         Some(match s {
             Connection
             | EstablishedConnection
@@ -648,7 +780,7 @@ impl<'a> EventSink<'a> {
     #[inline]
     fn dev_slot(&mut self, s: Sym) -> Option<&mut Option<Device<'a>>> {
         use Sym::*;
-        let e = &mut self.0;
+        let e = &mut *self.0;
         Some(match s {
             AlertingDevice | AnsweringDevice | ReleasingDevice | HoldingDevice
             | RetrievingDevice | InitiatingDevice | TransferringDevice | ConferencingDevice
@@ -671,7 +803,7 @@ impl<'a> EventSink<'a> {
     #[inline]
     fn leaf1(&mut self, s: Sym, v: Str<'a>) {
         use Sym::*;
-        let e = &mut self.0;
+        let e = &mut *self.0;
         match s {
             MonitorCrossRefId => e.cross_ref = Some(v),
             LocalConnectionInfo => e.local_state = Some(v),
@@ -713,7 +845,7 @@ impl<'a> EventSink<'a> {
             }
             return;
         }
-        let e = &mut self.0;
+        let e = &mut *self.0;
         match (p, c) {
             (CorrelatorData, String) => e.correlator_data = Some(v),
             (UserData, String) => e.user_data = Some(v),
@@ -729,9 +861,9 @@ impl<'a> EventSink<'a> {
     }
 }
 
-impl<'a> Sink<'a> for EventSink<'a> {
+impl<'a> Sink<'a> for EventSink<'_, 'a> {
     #[inline]
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         use Sym::*;
         match *parents {
             [] => {
@@ -762,8 +894,8 @@ impl<'a> Sink<'a> for EventSink<'a> {
         sym != Other
     }
 
-    #[inline]
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    #[inline(always)]
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         use Sym::*;
         match *path {
             [s] => self.leaf1(s, v),
@@ -863,14 +995,15 @@ impl<'a> ErrorSink<'a> {
 }
 
 impl<'a> Sink<'a> for ErrorSink<'a> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, local: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, local: &'a [u8]) -> bool {
         if self.nested && parents.is_empty() {
             return sym == Sym::ErrorCode;
         }
         match self.level(parents) {
             Some([]) => {
                 if self.category.is_none() {
-                    self.category = Some(local);
+                    // Names are cut at ASCII delimiters of a valid UTF-8 document.
+                    self.category = Some(std::str::from_utf8(local).unwrap_or_default());
                 } else {
                     self.done = true;
                 }
@@ -880,7 +1013,7 @@ impl<'a> Sink<'a> for ErrorSink<'a> {
         }
     }
 
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         if let Some([_]) = self.level(path)
             && !self.done
         {
@@ -896,7 +1029,7 @@ struct SnapshotDeviceSink<'a> {
 }
 
 impl<'a> Sink<'a> for SnapshotDeviceSink<'a> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         use Sym::*;
         match *parents {
             [CrossRefIdorSnapshotData, SnapshotData] if sym == SnapshotDeviceResponseInfo => {
@@ -920,7 +1053,7 @@ impl<'a> Sink<'a> for SnapshotDeviceSink<'a> {
         sym != Other
     }
 
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         use Sym::*;
         if let [CrossRefIdorSnapshotData, ServiceCrossRefId] = path {
             self.service_cross_ref = Some(v);
@@ -958,7 +1091,7 @@ impl<'a> Sink<'a> for SnapshotDeviceSink<'a> {
 struct SnapshotCallSink<'a>(Vec<SnapshotParty<'a>>);
 
 impl<'a> Sink<'a> for SnapshotCallSink<'a> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         use Sym::*;
         match *parents {
             [CrossRefIdorSnapshotData, SnapshotData] if sym == SnapshotCallResponseInfo => {
@@ -982,7 +1115,7 @@ impl<'a> Sink<'a> for SnapshotCallSink<'a> {
         sym != Other
     }
 
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         use Sym::*;
         let [
             CrossRefIdorSnapshotData,
@@ -1014,7 +1147,7 @@ impl<'a> Sink<'a> for SnapshotCallSink<'a> {
 struct DeviceListSink<'a>(DeviceList<'a>);
 
 impl<'a> Sink<'a> for DeviceListSink<'a> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         if let [Sym::DeviceList] = parents
             && sym == Sym::Device
         {
@@ -1023,7 +1156,7 @@ impl<'a> Sink<'a> for DeviceListSink<'a> {
         sym != Sym::Other
     }
 
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         use Sym::*;
         let l = &mut self.0;
         match *path {
@@ -1053,7 +1186,7 @@ struct FeaturesSink<'a> {
 }
 
 impl<'a> Sink<'a> for FeaturesSink<'a> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         match parents {
             [] => matches!(sym, Sym::SupportedServices | Sym::SupportedEvents),
             [_] | [_, _] => true,
@@ -1061,10 +1194,16 @@ impl<'a> Sink<'a> for FeaturesSink<'a> {
         }
     }
 
-    fn leaf(&mut self, path: &[Sym], local: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], qname: &'a [u8], v: Str<'a>) {
         if parse_bool(&v) != Some(true) {
             return;
         }
+        let local = match qname.iter().rposition(|&c| c == b':') {
+            Some(i) => &qname[i + 1..],
+            None => qname,
+        };
+        // Names are cut at ASCII delimiters of a valid UTF-8 document.
+        let local = std::str::from_utf8(local).unwrap_or_default();
         match path {
             [Sym::SupportedServices, _, _] => self.services.push(Cow::Borrowed(local)),
             [Sym::SupportedEvents, _, _] => self.events.push(Cow::Borrowed(local)),
@@ -1077,7 +1216,7 @@ impl<'a> Sink<'a> for FeaturesSink<'a> {
 struct AgentStateSink<'a>(Vec<AgentStateEntry<'a>>);
 
 impl<'a> Sink<'a> for AgentStateSink<'a> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         use Sym::*;
         match *parents {
             [AgentStateList] if sym == AgentStateEntry => {
@@ -1093,7 +1232,7 @@ impl<'a> Sink<'a> for AgentStateSink<'a> {
         sym != Other
     }
 
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         use Sym::*;
         let [AgentStateList, AgentStateEntry, rest @ ..] = path else {
             return;
@@ -1123,7 +1262,7 @@ impl<'a> Sink<'a> for AgentStateSink<'a> {
 struct ForwardingSink<'a>(Vec<ForwardItem<'a>>);
 
 impl<'a> Sink<'a> for ForwardingSink<'a> {
-    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a str) -> bool {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         if let [Sym::ForwardingList] = parents
             && sym == Sym::ForwardListItem
         {
@@ -1132,7 +1271,7 @@ impl<'a> Sink<'a> for ForwardingSink<'a> {
         sym != Sym::Other
     }
 
-    fn leaf(&mut self, path: &[Sym], _: &'a str, v: Str<'a>) {
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         use Sym::*;
         if let [ForwardingList, ForwardListItem, c] = *path
             && let Some(f) = self.0.last_mut()
@@ -1417,209 +1556,327 @@ pub(crate) enum Sym {
     ErrorCode,
 }
 
-/// The symbol of a local name: dispatch on the length first, so each name is compared with at
-/// most a handful of candidates of the same length.
-#[inline]
-pub(crate) fn sym(name: &[u8]) -> Sym {
-    use Sym::*;
-    match name.len() {
-        5 => match name {
-            b"cause" => Cause,
-            b"queue" => Queue,
-            _ => Other,
-        },
-        6 => match name {
-            b"callID" => CallId,
-            b"string" => String,
-            b"device" => Device,
-            _ => Other,
-        },
-        7 => match name {
-            b"agentID" => AgentId,
-            _ => Other,
-        },
-        8 => match name {
-            b"deviceID" => DeviceId,
-            b"notKnown" => NotKnown,
-            b"userData" => UserData,
-            b"acdGroup" => AcdGroup,
-            _ => Other,
-        },
-        9 => match name {
-            b"forwardTo" => ForwardTo,
-            b"ringCount" => RingCount,
-            b"segmentID" => SegmentId,
-            b"agentInfo" => AgentInfo,
-            b"forwardDN" => ForwardDn,
-            b"sessionID" => SessionId,
-            b"errorCode" => ErrorCode,
-            _ => Other,
-        },
-        10 => match name {
-            b"restricted" => Restricted,
-            b"connection" => Connection,
-            b"addedParty" => AddedParty,
-            b"deviceList" => DeviceList,
-            b"agentState" => AgentState,
-            _ => Other,
-        },
-        11 => match name {
-            b"notRequired" => NotRequired,
-            b"clearedCall" => ClearedCall,
-            b"agentDevice" => AgentDevice,
-            b"accountInfo" => AccountInfo,
-            b"numberUnits" => NumberUnits,
-            b"typeOfUnits" => TypeOfUnits,
-            b"primaryCall" => PrimaryCall,
-            b"lastSegment" => LastSegment,
-            _ => Other,
-        },
-        12 => match name {
-            b"numberDialed" => NumberDialed,
-            b"notSpecified" => NotSpecified,
-            b"calledDevice" => CalledDevice,
-            b"numberQueued" => NumberQueued,
-            b"callsInFront" => CallsInFront,
-            b"chargingInfo" => ChargingInfo,
-            b"currencyType" => CurrencyType,
-            b"connectionID" => ConnectionId,
-            b"systemStatus" => SystemStatus,
-            b"snapshotData" => SnapshotData,
-            b"deviceOnCall" => DeviceOnCall,
-            _ => Other,
-        },
-        13 => match name {
-            b"holdingDevice" => HoldingDevice,
-            b"failingDevice" => FailingDevice,
-            b"offeredDevice" => OfferedDevice,
-            b"dialingDevice" => DialingDevice,
-            b"chargedDevice" => ChargedDevice,
-            b"callingDevice" => CallingDevice,
-            b"newConnection" => NewConnection,
-            b"forwardStatus" => ForwardStatus,
-            b"toneGenerated" => ToneGenerated,
-            b"chargingUnits" => ChargingUnits,
-            b"secondaryCall" => SecondaryCall,
-            b"initiatedCall" => InitiatedCall,
-            b"loggedOnState" => LoggedOnState,
-            _ => Other,
-        },
-        14 => match name {
-            b"correlatorData" => CorrelatorData,
-            b"heldConnection" => HeldConnection,
-            b"primaryOldCall" => PrimaryOldCall,
-            b"alertingDevice" => AlertingDevice,
-            b"bridgingDevice" => BridgingDevice,
-            b"newDestination" => NewDestination,
-            b"doNotDisturbOn" => DoNotDisturbOn,
-            b"forwardingType" => ForwardingType,
-            b"forwardDefault" => ForwardDefault,
-            b"currencyAmount" => CurrencyAmount,
-            b"conferenceCall" => ConferenceCall,
-            b"endpointDevice" => EndpointDevice,
-            b"localCallState" => LocalCallState,
-            b"callIdentifier" => CallIdentifier,
-            b"deviceCategory" => DeviceCategory,
-            b"agentStateList" => AgentStateList,
-            b"forwardingList" => ForwardingList,
-            _ => Other,
-        },
-        15 => match name {
-            b"answeringDevice" => AnsweringDevice,
-            b"releasingDevice" => ReleasingDevice,
-            b"divertingDevice" => DivertingDevice,
-            b"dialingSequence" => DialingSequence,
-            b"transferredCall" => TransferredCall,
-            b"simpleCallState" => SimpleCallState,
-            b"supportedEvents" => SupportedEvents,
-            b"agentStateEntry" => AgentStateEntry,
-            b"forwardListItem" => ForwardListItem,
-            _ => Other,
-        },
-        16 => match name {
-            b"deviceIdentifier" => DeviceIdentifier,
-            b"failedConnection" => FailedConnection,
-            b"queuedConnection" => QueuedConnection,
-            b"secondaryOldCall" => SecondaryOldCall,
-            b"retrievingDevice" => RetrievingDevice,
-            b"initiatingDevice" => InitiatingDevice,
-            _ => Other,
-        },
-        17 => match name {
-            b"monitorCrossRefID" => MonitorCrossRefId,
-            b"droppedConnection" => DroppedConnection,
-            b"offeredConnection" => OfferedConnection,
-            b"bridgedConnection" => BridgedConnection,
-            b"dialingConnection" => DialingConnection,
-            b"bridgedAppearance" => BridgedAppearance,
-            b"pendingAgentState" => PendingAgentState,
-            b"originatingDevice" => OriginatingDevice,
-            b"sysStatRegisterID" => SysStatRegisterId,
-            b"serviceCrossRefID" => ServiceCrossRefId,
-            b"compoundCallState" => CompoundCallState,
-            b"supportedServices" => SupportedServices,
-            _ => Other,
-        },
-        18 => match name {
-            b"outboundConnection" => OutboundConnection,
-            b"transferringDevice" => TransferringDevice,
-            b"conferencingDevice" => ConferencingDevice,
-            b"connectionListItem" => ConnectionListItem,
-            b"digitGeneratedList" => DigitGeneratedList,
-            b"currencyMultiplier" => CurrencyMultiplier,
-            b"typeOfChargingInfo" => TypeOfChargingInfo,
-            _ => Other,
-        },
-        19 => match name {
-            b"localConnectionInfo" => LocalConnectionInfo,
-            b"retrievedConnection" => RetrievedConnection,
-            b"initiatedConnection" => InitiatedConnection,
-            b"transferredToDevice" => TransferredToDevice,
-            b"networkCalledDevice" => NetworkCalledDevice,
-            b"numberOfChargeUnits" => NumberOfChargeUnits,
-            b"chargingUnitsRecord" => ChargingUnitsRecord,
-            _ => Other,
-        },
-        20 => match name {
-            b"originatedConnection" => OriginatedConnection,
-            b"networkInterfaceUsed" => NetworkInterfaceUsed,
-            b"networkCallingDevice" => NetworkCallingDevice,
-            b"localConnectionState" => LocalConnectionState,
-            b"connectionIdentifier" => ConnectionIdentifier,
-            _ => Other,
-        },
-        21 => match name {
-            b"establishedConnection" => EstablishedConnection,
-            b"lastRedirectionDevice" => LastRedirectionDevice,
-            b"conferenceConnections" => ConferenceConnections,
-            b"numberOfCurrencyUnits" => NumberOfCurrencyUnits,
-            b"actualProtocolVersion" => ActualProtocolVersion,
-            b"actualSessionDuration" => ActualSessionDuration,
-            _ => Other,
-        },
-        22 => match name {
-            b"associatedCalledDevice" => AssociatedCalledDevice,
-            b"transferredConnections" => TransferredConnections,
-            _ => Other,
-        },
-        23 => match name {
-            b"originatinNIDConnection" => OriginatinNidConnection,
-            b"associatedCallingDevice" => AssociatedCallingDevice,
-            _ => Other,
-        },
-        24 => match name {
-            b"originatingNIDConnection" => OriginatingNidConnection,
-            b"crossRefIDorSnapshotData" => CrossRefIdorSnapshotData,
-            b"snapshotCallResponseInfo" => SnapshotCallResponseInfo,
-            _ => Other,
-        },
-        26 => match name {
-            b"snapshotDeviceResponseInfo" => SnapshotDeviceResponseInfo,
-            _ => Other,
-        },
-        _ => Other,
+/// The symbol of the local name `b[start..end]` (`b` is the whole document, so the words around
+/// a short name can be loaded in one go and masked).
+///
+/// A perfect hash of the first and last eight bytes and the length picks the one candidate, which
+/// is then compared; about twenty instructions whatever the name.
+#[inline(always)]
+fn sym_at(b: &[u8], start: usize, end: usize) -> Sym {
+    let Some(name) = b.get(start..end) else {
+        return Sym::Other;
+    };
+    let len = name.len();
+    let (w0, wl) = if len >= 8 {
+        (word(name, 0).unwrap_or(0), word(name, len - 8).unwrap_or(0))
+    } else {
+        let w = match word(b, start) {
+            Some(w) => w & ((1u64 << (8 * len)) - 1),
+            None => name
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &c| (acc << 8) | u64::from(c)),
+        };
+        (w, w)
+    };
+    let h = (w0.wrapping_mul(HASH_A) ^ wl.wrapping_mul(HASH_B) ^ (len as u64).wrapping_mul(HASH_C))
+        >> (64 - HASH_BITS);
+    let (candidate, sym) = NAMES[usize::from(SLOTS[h as usize])];
+    if same(candidate, name) {
+        sym
+    } else {
+        Sym::Other
     }
 }
+
+/// The symbol of a local name.
+#[cfg(test)]
+fn sym(name: &[u8]) -> Sym {
+    sym_at(name, 0, name.len())
+}
+
+/// Multipliers of the symbol hash, found by search so that the 131 names land in distinct slots.
+const HASH_A: u64 = 0x31e7aed141cbcc3b;
+const HASH_B: u64 = 0x10170d2bbf4e302d;
+const HASH_C: u64 = 0x9b09ab55e6077d79;
+/// log2 of the slot count.
+const HASH_BITS: u32 = 11;
+
+/// The names by symbol (index 0 is [`Sym::Other`], which has none).
+const NAMES: [(&[u8], Sym); 132] = [
+    (b"", Sym::Other),
+    (b"monitorCrossRefID", Sym::MonitorCrossRefId),
+    (b"callID", Sym::CallId),
+    (b"deviceID", Sym::DeviceId),
+    (b"deviceIdentifier", Sym::DeviceIdentifier),
+    (b"numberDialed", Sym::NumberDialed),
+    (b"notKnown", Sym::NotKnown),
+    (b"restricted", Sym::Restricted),
+    (b"notRequired", Sym::NotRequired),
+    (b"notSpecified", Sym::NotSpecified),
+    (b"localConnectionInfo", Sym::LocalConnectionInfo),
+    (b"cause", Sym::Cause),
+    (b"string", Sym::String),
+    (b"correlatorData", Sym::CorrelatorData),
+    (b"userData", Sym::UserData),
+    (b"connection", Sym::Connection),
+    (b"establishedConnection", Sym::EstablishedConnection),
+    (b"droppedConnection", Sym::DroppedConnection),
+    (b"heldConnection", Sym::HeldConnection),
+    (b"retrievedConnection", Sym::RetrievedConnection),
+    (b"initiatedConnection", Sym::InitiatedConnection),
+    (b"originatedConnection", Sym::OriginatedConnection),
+    (b"failedConnection", Sym::FailedConnection),
+    (b"queuedConnection", Sym::QueuedConnection),
+    (b"clearedCall", Sym::ClearedCall),
+    (b"offeredConnection", Sym::OfferedConnection),
+    (b"bridgedConnection", Sym::BridgedConnection),
+    (b"outboundConnection", Sym::OutboundConnection),
+    (b"dialingConnection", Sym::DialingConnection),
+    (b"primaryOldCall", Sym::PrimaryOldCall),
+    (b"secondaryOldCall", Sym::SecondaryOldCall),
+    (b"originatingNIDConnection", Sym::OriginatingNidConnection),
+    (b"originatinNIDConnection", Sym::OriginatinNidConnection),
+    (b"alertingDevice", Sym::AlertingDevice),
+    (b"answeringDevice", Sym::AnsweringDevice),
+    (b"releasingDevice", Sym::ReleasingDevice),
+    (b"holdingDevice", Sym::HoldingDevice),
+    (b"retrievingDevice", Sym::RetrievingDevice),
+    (b"initiatingDevice", Sym::InitiatingDevice),
+    (b"transferringDevice", Sym::TransferringDevice),
+    (b"conferencingDevice", Sym::ConferencingDevice),
+    (b"divertingDevice", Sym::DivertingDevice),
+    (b"failingDevice", Sym::FailingDevice),
+    (b"queue", Sym::Queue),
+    (b"agentDevice", Sym::AgentDevice),
+    (b"device", Sym::Device),
+    (b"offeredDevice", Sym::OfferedDevice),
+    (b"bridgedAppearance", Sym::BridgedAppearance),
+    (b"bridgingDevice", Sym::BridgingDevice),
+    (b"dialingDevice", Sym::DialingDevice),
+    (b"networkInterfaceUsed", Sym::NetworkInterfaceUsed),
+    (b"chargedDevice", Sym::ChargedDevice),
+    (b"callingDevice", Sym::CallingDevice),
+    (b"calledDevice", Sym::CalledDevice),
+    (b"lastRedirectionDevice", Sym::LastRedirectionDevice),
+    (b"transferredToDevice", Sym::TransferredToDevice),
+    (b"addedParty", Sym::AddedParty),
+    (b"newDestination", Sym::NewDestination),
+    (b"networkCallingDevice", Sym::NetworkCallingDevice),
+    (b"networkCalledDevice", Sym::NetworkCalledDevice),
+    (b"associatedCallingDevice", Sym::AssociatedCallingDevice),
+    (b"associatedCalledDevice", Sym::AssociatedCalledDevice),
+    (b"transferredConnections", Sym::TransferredConnections),
+    (b"conferenceConnections", Sym::ConferenceConnections),
+    (b"connectionListItem", Sym::ConnectionListItem),
+    (b"newConnection", Sym::NewConnection),
+    (b"agentID", Sym::AgentId),
+    (b"acdGroup", Sym::AcdGroup),
+    (b"pendingAgentState", Sym::PendingAgentState),
+    (b"doNotDisturbOn", Sym::DoNotDisturbOn),
+    (b"forwardingType", Sym::ForwardingType),
+    (b"forwardStatus", Sym::ForwardStatus),
+    (b"forwardTo", Sym::ForwardTo),
+    (b"forwardDefault", Sym::ForwardDefault),
+    (b"ringCount", Sym::RingCount),
+    (b"numberQueued", Sym::NumberQueued),
+    (b"callsInFront", Sym::CallsInFront),
+    (b"originatingDevice", Sym::OriginatingDevice),
+    (b"dialingSequence", Sym::DialingSequence),
+    (b"digitGeneratedList", Sym::DigitGeneratedList),
+    (b"toneGenerated", Sym::ToneGenerated),
+    (b"accountInfo", Sym::AccountInfo),
+    (b"chargingInfo", Sym::ChargingInfo),
+    (b"numberUnits", Sym::NumberUnits),
+    (b"numberOfChargeUnits", Sym::NumberOfChargeUnits),
+    (b"chargingUnitsRecord", Sym::ChargingUnitsRecord),
+    (b"chargingUnits", Sym::ChargingUnits),
+    (b"typeOfUnits", Sym::TypeOfUnits),
+    (b"numberOfCurrencyUnits", Sym::NumberOfCurrencyUnits),
+    (b"currencyType", Sym::CurrencyType),
+    (b"currencyAmount", Sym::CurrencyAmount),
+    (b"currencyMultiplier", Sym::CurrencyMultiplier),
+    (b"typeOfChargingInfo", Sym::TypeOfChargingInfo),
+    (b"primaryCall", Sym::PrimaryCall),
+    (b"secondaryCall", Sym::SecondaryCall),
+    (b"connectionID", Sym::ConnectionId),
+    (b"localConnectionState", Sym::LocalConnectionState),
+    (b"systemStatus", Sym::SystemStatus),
+    (b"sysStatRegisterID", Sym::SysStatRegisterId),
+    (b"transferredCall", Sym::TransferredCall),
+    (b"initiatedCall", Sym::InitiatedCall),
+    (b"conferenceCall", Sym::ConferenceCall),
+    (b"crossRefIDorSnapshotData", Sym::CrossRefIdorSnapshotData),
+    (b"serviceCrossRefID", Sym::ServiceCrossRefId),
+    (b"snapshotData", Sym::SnapshotData),
+    (
+        b"snapshotDeviceResponseInfo",
+        Sym::SnapshotDeviceResponseInfo,
+    ),
+    (b"connectionIdentifier", Sym::ConnectionIdentifier),
+    (b"endpointDevice", Sym::EndpointDevice),
+    (b"localCallState", Sym::LocalCallState),
+    (b"compoundCallState", Sym::CompoundCallState),
+    (b"simpleCallState", Sym::SimpleCallState),
+    (b"snapshotCallResponseInfo", Sym::SnapshotCallResponseInfo),
+    (b"deviceOnCall", Sym::DeviceOnCall),
+    (b"callIdentifier", Sym::CallIdentifier),
+    (b"segmentID", Sym::SegmentId),
+    (b"lastSegment", Sym::LastSegment),
+    (b"deviceList", Sym::DeviceList),
+    (b"deviceCategory", Sym::DeviceCategory),
+    (b"supportedServices", Sym::SupportedServices),
+    (b"supportedEvents", Sym::SupportedEvents),
+    (b"agentStateList", Sym::AgentStateList),
+    (b"agentStateEntry", Sym::AgentStateEntry),
+    (b"loggedOnState", Sym::LoggedOnState),
+    (b"agentInfo", Sym::AgentInfo),
+    (b"agentState", Sym::AgentState),
+    (b"forwardingList", Sym::ForwardingList),
+    (b"forwardListItem", Sym::ForwardListItem),
+    (b"forwardDN", Sym::ForwardDn),
+    (b"sessionID", Sym::SessionId),
+    (b"actualProtocolVersion", Sym::ActualProtocolVersion),
+    (b"actualSessionDuration", Sym::ActualSessionDuration),
+    (b"errorCode", Sym::ErrorCode),
+];
+
+/// Slot → index into [`NAMES`] (0: no name hashes there).
+const SLOTS: [u8; 1 << HASH_BITS] = {
+    let mut t = [0u8; 1 << HASH_BITS];
+    t[1] = 31;
+    t[19] = 101;
+    t[30] = 47;
+    t[32] = 111;
+    t[39] = 110;
+    t[48] = 122;
+    t[68] = 35;
+    t[73] = 109;
+    t[74] = 6;
+    t[169] = 107;
+    t[206] = 22;
+    t[208] = 73;
+    t[225] = 9;
+    t[234] = 29;
+    t[238] = 86;
+    t[252] = 60;
+    t[260] = 3;
+    t[331] = 82;
+    t[334] = 99;
+    t[335] = 66;
+    t[336] = 98;
+    t[371] = 103;
+    t[373] = 96;
+    t[393] = 46;
+    t[397] = 43;
+    t[400] = 105;
+    t[420] = 65;
+    t[432] = 24;
+    t[450] = 121;
+    t[468] = 90;
+    t[477] = 49;
+    t[520] = 4;
+    t[563] = 23;
+    t[566] = 42;
+    t[580] = 117;
+    t[593] = 51;
+    t[599] = 119;
+    t[614] = 130;
+    t[621] = 89;
+    t[626] = 18;
+    t[627] = 88;
+    t[671] = 104;
+    t[678] = 59;
+    t[700] = 54;
+    t[715] = 38;
+    t[750] = 33;
+    t[754] = 27;
+    t[755] = 30;
+    t[760] = 5;
+    t[768] = 63;
+    t[769] = 95;
+    t[796] = 78;
+    t[808] = 32;
+    t[814] = 115;
+    t[838] = 50;
+    t[862] = 67;
+    t[873] = 69;
+    t[913] = 76;
+    t[916] = 26;
+    t[961] = 118;
+    t[991] = 126;
+    t[1003] = 57;
+    t[1030] = 125;
+    t[1108] = 61;
+    t[1143] = 124;
+    t[1153] = 113;
+    t[1160] = 40;
+    t[1178] = 120;
+    t[1184] = 21;
+    t[1211] = 28;
+    t[1224] = 34;
+    t[1235] = 100;
+    t[1241] = 129;
+    t[1245] = 114;
+    t[1285] = 55;
+    t[1298] = 74;
+    t[1304] = 13;
+    t[1338] = 123;
+    t[1345] = 48;
+    t[1355] = 81;
+    t[1370] = 15;
+    t[1383] = 79;
+    t[1435] = 45;
+    t[1443] = 64;
+    t[1471] = 25;
+    t[1497] = 71;
+    t[1517] = 19;
+    t[1523] = 77;
+    t[1576] = 127;
+    t[1578] = 72;
+    t[1600] = 52;
+    t[1603] = 108;
+    t[1608] = 68;
+    t[1622] = 102;
+    t[1652] = 17;
+    t[1658] = 53;
+    t[1660] = 14;
+    t[1670] = 106;
+    t[1692] = 44;
+    t[1704] = 36;
+    t[1719] = 97;
+    t[1747] = 56;
+    t[1769] = 8;
+    t[1777] = 12;
+    t[1784] = 80;
+    t[1801] = 7;
+    t[1808] = 83;
+    t[1811] = 112;
+    t[1812] = 91;
+    t[1821] = 58;
+    t[1836] = 37;
+    t[1847] = 84;
+    t[1860] = 1;
+    t[1874] = 16;
+    t[1878] = 70;
+    t[1881] = 2;
+    t[1889] = 116;
+    t[1895] = 11;
+    t[1896] = 41;
+    t[1901] = 62;
+    t[1903] = 85;
+    t[1957] = 131;
+    t[1966] = 128;
+    t[1970] = 87;
+    t[1985] = 92;
+    t[1994] = 20;
+    t[1997] = 39;
+    t[2022] = 94;
+    t[2025] = 10;
+    t[2032] = 93;
+    t[2043] = 75;
+    t
+};
 
 #[cfg(test)]
 mod tests {
