@@ -117,13 +117,74 @@ pub(crate) fn attr<'a>(attrs: &'a str, prefix: &str, key: &str) -> Option<&'a st
     }
 }
 
+/// The root's attributes, checked: `name="value"` or `name='value'` pairs separated by
+/// whitespace, no name twice. Only the root's attributes are ever read (for its namespace), so
+/// only they are held to the grammar.
+fn root_attributes(attrs: &str) -> Result<Vec<(&str, &str)>, XmlError> {
+    let b = attrs.as_bytes();
+    let bad = |at: usize| XmlError::Syntax {
+        at,
+        what: "malformed attribute on the root element",
+    };
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    let mut i = 0;
+    loop {
+        let before = i;
+        while b.get(i).copied().is_some_and(is_xml_space) {
+            i += 1;
+        }
+        if i == b.len() {
+            return Ok(out);
+        }
+        if i == before && i > 0 {
+            // Attributes must be separated by whitespace.
+            return Err(bad(i));
+        }
+        let start = i;
+        while b
+            .get(i)
+            .is_some_and(|&c| c != b'=' && !is_xml_space(c) && !matches!(c, b'"' | b'\'' | b'<'))
+        {
+            i += 1;
+        }
+        // `start` and `i` sit at ASCII bytes or the end, so they are char boundaries.
+        let name = attrs.get(start..i).unwrap_or_default();
+        while b.get(i).copied().is_some_and(is_xml_space) {
+            i += 1;
+        }
+        if name.is_empty() || b.get(i) != Some(&b'=') {
+            return Err(bad(i));
+        }
+        i += 1;
+        while b.get(i).copied().is_some_and(is_xml_space) {
+            i += 1;
+        }
+        let quote = match b.get(i) {
+            Some(&q @ (b'"' | b'\'')) => q,
+            _ => return Err(bad(i)),
+        };
+        let close = i + 1 + memchr::memchr(quote, &b[i + 1..]).ok_or_else(|| bad(i))?;
+        let value = attrs.get(i + 1..close).unwrap_or_default();
+        if value.contains('<') || out.iter().any(|(n, _)| *n == name) {
+            return Err(bad(start));
+        }
+        out.push((name, value));
+        i = close + 1;
+    }
+}
+
 /// The namespace the root's prefix (or the default namespace) is bound to on the root itself.
 /// The value is unescaped and attribute-normalized; an empty value (an undeclaration) is `None`.
 fn root_namespace<'a>(qname: &str, attrs: &'a str) -> Result<Option<Str<'a>>, XmlError> {
-    let raw = match qname.bytes().position(|c| c == b':') {
-        Some(i) => attr(attrs, "xmlns:", &qname[..i]),
-        None => attr(attrs, "", "xmlns"),
-    };
+    let attributes = root_attributes(attrs)?;
+    let prefix = qname.bytes().position(|c| c == b':').map(|i| &qname[..i]);
+    let raw = attributes.iter().find_map(|&(name, value)| {
+        let matches = match prefix {
+            Some(p) => name.strip_prefix("xmlns:") == Some(p),
+            None => name == "xmlns",
+        };
+        matches.then_some(value)
+    });
     let Some(raw) = raw else { return Ok(None) };
     // Attribute-value normalization: each literal line end or whitespace character becomes a
     // space before references are resolved (so `&#10;` stays a line feed).
@@ -518,6 +579,8 @@ fn content<'a, S: Sink<'a>>(
             let (close, empty) = match b.get(name_stop..name_stop + 2) {
                 Some([b'>', _]) => (name_stop, false),
                 Some(b"/>") => (name_stop + 1, true),
+                // A `/` that does not close the tag is not part of any valid tag.
+                Some([b'/', _]) => return Err(malformed_tag(name_stop)),
                 _ => {
                     let close = attrs_end(b, name_stop)?;
                     (close, b[close - 1] == b'/')
@@ -557,6 +620,14 @@ fn content<'a, S: Sink<'a>>(
                 leaf = true;
             }
         }
+    }
+}
+
+#[cold]
+fn malformed_tag(at: usize) -> XmlError {
+    XmlError::Syntax {
+        at,
+        what: "malformed start tag",
     }
 }
 
@@ -2077,6 +2148,32 @@ mod tests {
             decode(b"<?xml version='1.0' encoding='UTF-16'?><a/>").unwrap_err(),
             XmlError::UnsupportedEncoding(_)
         ));
+    }
+
+    #[test]
+    fn every_symbol_hashes_to_itself() {
+        for (name, sym_of) in NAMES.iter().skip(1) {
+            assert_eq!(sym(name), *sym_of, "{}", String::from_utf8_lossy(name));
+            // Inside a longer document too (short names are loaded with what follows them).
+            let mut doc = name.to_vec();
+            doc.extend_from_slice(b">rest of the document");
+            assert_eq!(sym_at(&doc, 0, name.len()), *sym_of);
+            // Near misses are not symbols.
+            let mut other = name.to_vec();
+            let last = other.len() - 1;
+            other[last] ^= 0x20;
+            assert_eq!(sym(&other), Sym::Other);
+            assert_eq!(sym(&name[..last]), Sym::Other);
+        }
+        for other in [
+            &b"x"[..],
+            b"extensions",
+            b"privateData",
+            b"servicesPermitted",
+            b"",
+        ] {
+            assert_eq!(sym(other), Sym::Other);
+        }
     }
 
     #[test]

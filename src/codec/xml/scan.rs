@@ -51,9 +51,6 @@ const NAME_CLASS: [u8; 256] = {
     t
 };
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
 /// Eight bytes at `i`, if there are eight (one bounds check).
 #[inline(always)]
 pub(crate) fn word(b: &[u8], i: usize) -> Option<u64> {
@@ -160,9 +157,17 @@ mod sse2 {
     }
 }
 
-/// Portable versions, eight bytes at a time, with exact per-byte tests.
+/// Portable versions, eight bytes at a time, with exact per-byte tests. On x86-64 they only run
+/// in tests, which hold them equal to the SSE2 versions.
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
 mod swar {
-    use super::{HI, LO, NameMasks, TextMasks};
+    use super::{NameMasks, TextMasks};
+
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
 
     fn words(c: &[u8; 16]) -> [u64; 2] {
         let (lo, hi) = c.split_at(8);
@@ -490,6 +495,13 @@ impl<'a> Scanner<'a> {
                     let name_start = self.pos + 1;
                     let (mut i, local) = name_end(b, name_start)?;
                     let attrs_start = i;
+                    if b[i] == b'/' && b.get(i + 1) != Some(&b'>') {
+                        // A `/` that does not close the tag is not part of any valid tag.
+                        return Err(XmlError::Syntax {
+                            at: i,
+                            what: "malformed start tag",
+                        });
+                    }
                     if b[i] != b'>' {
                         i = attrs_end(b, i)?;
                     }
@@ -704,6 +716,73 @@ mod tests {
             };
             assert_eq!(p, plain, "{doc:?}");
         }
+    }
+
+    /// The SWAR masks equal the SSE2 ones on every byte value in every lane.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[test]
+    fn swar_masks_match_sse2() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let interesting = b"<>&\r\n\t /:=\"'\x00\x1f\x20\x21\x7f\x80\xff\xc3a";
+        for round in 0..20_000 {
+            let mut c = [0u8; 16];
+            for (k, byte) in c.iter_mut().enumerate() {
+                let r = next();
+                *byte = if round < 256 {
+                    // Every byte value in every lane.
+                    (round as u8).wrapping_add(k as u8)
+                } else if r % 3 == 0 {
+                    interesting[(r >> 8) as usize % interesting.len()]
+                } else {
+                    (r >> 16) as u8
+                };
+            }
+            // SAFETY: this build has SSE2 (cfg above).
+            let (t, n) = unsafe { (sse2::text(&c), sse2::name(&c)) };
+            assert_eq!(swar::text(&c), t, "{c:?}");
+            assert_eq!(swar::name(&c), n, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn text_runs_and_names_across_chunk_boundaries() {
+        for pad in 0..40 {
+            let text = "x".repeat(pad);
+            let doc = format!("{text}&amp;<a>");
+            assert_eq!(text_run(doc.as_bytes(), 0), (pad + 5, false), "{pad}");
+            let doc = format!("{text}<a>");
+            assert_eq!(text_run(doc.as_bytes(), 0), (pad, true));
+            assert_eq!(text_run(text.as_bytes(), 0), (pad, true));
+            let doc = format!("{text}\r");
+            assert_eq!(text_run(doc.as_bytes(), 0), (pad + 1, false));
+            // `&` after the `<` does not count.
+            let doc = format!("{text}<&");
+            assert_eq!(text_run(doc.as_bytes(), 0), (pad, true));
+
+            let name = format!("p{text}:n{text}");
+            let doc = format!("<{name}>");
+            assert_eq!(
+                name_end(doc.as_bytes(), 1),
+                Ok((1 + name.len(), 1 + pad + 2)),
+                "{name}"
+            );
+            let doc = format!("<{name} a='1'/>");
+            assert_eq!(name_end(doc.as_bytes(), 1).unwrap().0, 1 + name.len());
+            let doc = format!("<{name}");
+            assert_eq!(name_end(doc.as_bytes(), 1), Err(XmlError::Truncated));
+            for bad in ["<", "=", "\"", "'", "&"] {
+                let doc = format!("<a{text}{bad}b>");
+                assert!(name_end(doc.as_bytes(), 1).is_err(), "{doc}");
+            }
+        }
+        assert!(name_end(b"<1a>", 1).is_err());
+        assert!(name_end(b"< a>", 1).is_err());
     }
 
     #[test]
