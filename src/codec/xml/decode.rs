@@ -1,9 +1,29 @@
 //! The ECMA-323 decoder: one pass over the tokens, filling the fields of the message the root names.
+//!
+//! Element names are turned into a [`Sym`] once, when the element opens; the message builders then
+//! match on paths of symbols (integers), not strings. An element whose name is not a symbol (vendor
+//! elements, `extensions`, `servicesPermitted`, `mediaCallCharacteristics`, …) is skipped with its
+//! whole subtree: its tags are still checked for balance, but its names are never looked at and its
+//! text is never copied. Values are slices of the input unless a reference had to be resolved.
+//!
+//! Field semantics (the reference reader in [`super::reference`] implements the same rules
+//! independently, and the property tests hold the two to each other):
+//! - a *leaf* is an element without child elements; its value is its text and CDATA, references
+//!   resolved, line ends normalized, trimmed of XML whitespace;
+//! - every field has an exact path from the root; when several elements match, the last one in
+//!   document order wins (a connection or device element resets its field when it opens);
+//! - a device field is a leaf with non-empty text (the id written directly), or an element whose
+//!   leaf children `deviceIdentifier`/`numberDialed`/`deviceID`/`notKnown`/`restricted`/
+//!   `notRequired`/`notSpecified` set it, the last one winning.
 
-use super::scan::{Scanner, Token, local_name, unescape};
+use super::scan::{
+    Markup, Scanner, Token, all_space, attrs_end, end_tag_close, is_xml_space, markup, name_end,
+    normalize_eol, same, text_run, trim_xml, unescape, word,
+};
 use super::{
-    Connection, CstaError, Device, Document, Event, EventKind, MAX_DEPTH, Message, Response,
-    SnapshotCall, Str, XmlError,
+    AgentStateEntry, Charging, Connection, CstaError, Device, DeviceList, Document, Event,
+    EventKind, ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall,
+    SnapshotParty, Str, XmlError,
 };
 use std::borrow::Cow;
 
@@ -13,19 +33,15 @@ use std::borrow::Cow;
 /// with non-ASCII bytes (then it is transcoded and everything is owned).
 pub fn decode(input: &[u8]) -> Result<Document<'_>, XmlError> {
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    match declared_encoding(input) {
-        None => {}
-        Some(enc) => {
-            let enc = enc.to_ascii_lowercase();
-            match enc.as_str() {
-                "utf-8" | "utf8" | "us-ascii" | "ascii" => {}
-                "iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" | "iso_8859-1" => {
-                    if !input.is_ascii() {
-                        let s: String = input.iter().map(|&b| char::from(b)).collect();
-                        return decode_str(&s).map(Document::into_owned);
-                    }
+    if let Some(enc) = declared_encoding(input) {
+        match Encoding::of(enc)? {
+            Encoding::Utf8 => {}
+            Encoding::Latin1 => {
+                if !input.is_ascii() {
+                    // Every byte is the code point of the same value.
+                    let s: String = input.iter().map(|&b| char::from(b)).collect();
+                    return decode_str(&s).map(Document::into_owned);
                 }
-                _ => return Err(XmlError::UnsupportedEncoding(enc)),
             }
         }
     }
@@ -33,176 +49,674 @@ pub fn decode(input: &[u8]) -> Result<Document<'_>, XmlError> {
     decode_str(s)
 }
 
+/// The encodings we decode.
+enum Encoding {
+    Utf8,
+    Latin1,
+}
+
+impl Encoding {
+    fn of(label: &str) -> Result<Encoding, XmlError> {
+        let l = label.trim();
+        const UTF8: [&str; 4] = ["utf-8", "utf8", "us-ascii", "ascii"];
+        const LATIN1: [&str; 6] = [
+            "iso-8859-1",
+            "iso8859-1",
+            "latin1",
+            "latin-1",
+            "l1",
+            "iso_8859-1",
+        ];
+        if UTF8.iter().any(|e| l.eq_ignore_ascii_case(e)) {
+            Ok(Encoding::Utf8)
+        } else if LATIN1.iter().any(|e| l.eq_ignore_ascii_case(e)) {
+            Ok(Encoding::Latin1)
+        } else {
+            Err(XmlError::UnsupportedEncoding(l.to_ascii_lowercase()))
+        }
+    }
+}
+
 /// The `encoding` pseudo-attribute of the XML declaration, if there is one.
 fn declared_encoding(input: &[u8]) -> Option<&str> {
     let rest = input.strip_prefix(b"<?xml")?;
-    let end = memchr::memmem::find(&rest[..rest.len().min(256)], b"?>")?;
+    if !rest.first().copied().is_some_and(is_xml_space) {
+        return None;
+    }
+    // A declaration is short; do not look further than 256 bytes for its end.
+    let rest = &rest[..rest.len().min(256)];
+    let end = memchr::memmem::find(rest, b"?>")?;
     let decl = std::str::from_utf8(&rest[..end]).ok()?;
-    attr(decl, "encoding")
+    attr(decl, "", "encoding")
 }
 
-/// Finds attribute `key` in the attribute text of a tag.
-pub(crate) fn attr<'a>(attrs: &'a str, key: &str) -> Option<&'a str> {
-    let mut rest = attrs;
+/// Finds attribute `prefix` + `key` in the attribute text of a tag; the value as written.
+pub(crate) fn attr<'a>(attrs: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
+    let b = attrs.as_bytes();
+    let mut i = 0;
+    // Each round: `name = "value"`. The `=` is found with memchr; names and values are ASCII-cut.
     loop {
-        rest = rest.trim_start();
-        let eq = rest.find('=')?;
-        let name = rest[..eq].trim();
-        let after = rest[eq + 1..].trim_start();
-        let quote = after.chars().next()?;
-        if quote != '"' && quote != '\'' {
+        let eq = i + memchr::memchr(b'=', b.get(i..)?)?;
+        let name = attrs
+            .get(i..eq)?
+            .trim_matches(|c: char| c.is_ascii() && is_xml_space(c as u8));
+        let mut q = eq + 1;
+        while b.get(q).copied().is_some_and(is_xml_space) {
+            q += 1;
+        }
+        let quote = *b.get(q)?;
+        if quote != b'"' && quote != b'\'' {
             return None;
         }
-        let close = after[1..].find(quote)?;
-        let value = &after[1..1 + close];
-        if name == key {
-            return Some(value);
-        }
-        rest = &after[close + 2..];
-    }
-}
-
-/// Sets of element names, matched by local name.
-fn primary_connection(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "establishedConnection"
-            | "droppedConnection"
-            | "heldConnection"
-            | "retrievedConnection"
-            | "initiatedConnection"
-            | "originatedConnection"
-            | "failedConnection"
-            | "queuedConnection"
-            | "clearedCall"
-            | "offeredConnection"
-            | "bridgedConnection"
-            | "outboundConnection"
-            | "dialingConnection"
-    )
-}
-
-fn subject_device(name: &str) -> bool {
-    matches!(
-        name,
-        "alertingDevice"
-            | "answeringDevice"
-            | "releasingDevice"
-            | "holdingDevice"
-            | "retrievingDevice"
-            | "initiatingDevice"
-            | "transferringDevice"
-            | "conferencingDevice"
-            | "divertingDevice"
-            | "failingDevice"
-            | "queue"
-            | "agentDevice"
-            | "device"
-            | "offeredDevice"
-            | "bridgingDevice"
-            | "dialingDevice"
-    )
-}
-
-impl<'a> Event<'a> {
-    fn connection_slot(&mut self, name: &str) -> Option<&mut Connection<'a>> {
-        if primary_connection(name) {
-            Some(self.connection.get_or_insert_with(Connection::default))
-        } else if name == "primaryOldCall" {
-            Some(self.old_call.get_or_insert_with(Connection::default))
-        } else if name == "secondaryOldCall" {
-            Some(
-                self.secondary_old_call
-                    .get_or_insert_with(Connection::default),
-            )
-        } else {
-            None
-        }
-    }
-
-    fn device_slot(&mut self, name: &str) -> Option<&mut Option<Device<'a>>> {
-        match name {
-            "callingDevice" => Some(&mut self.calling),
-            "calledDevice" => Some(&mut self.called),
-            "lastRedirectionDevice" => Some(&mut self.last_redirection),
-            "transferredToDevice" | "addedParty" | "newDestination" => Some(&mut self.target),
-            n if subject_device(n) => Some(&mut self.subject),
-            _ => None,
-        }
-    }
-
-    fn start(&mut self, parents: &[&str], name: &str) {
-        if let [list, _item] = parents
-            && matches!(*list, "transferredConnections" | "conferenceConnections")
-            && name == "newConnection"
+        let close = q + 1 + memchr::memchr(quote, b.get(q + 1..)?)?;
+        if name.len() == prefix.len() + key.len() && name.starts_with(prefix) && name.ends_with(key)
         {
-            self.new_connections.push(Connection::default());
+            return attrs.get(q + 1..close);
         }
+        i = close + 1;
+    }
+}
+
+/// The root's attributes, checked: `name="value"` or `name='value'` pairs separated by
+/// whitespace, no name twice. Only the root's attributes are ever read (for its namespace), so
+/// only they are held to the grammar.
+fn root_attributes(attrs: &str) -> Result<Vec<(&str, &str)>, XmlError> {
+    let b = attrs.as_bytes();
+    let bad = |at: usize| XmlError::Syntax {
+        at,
+        what: "malformed attribute on the root element",
+    };
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    let mut i = 0;
+    loop {
+        let before = i;
+        while b.get(i).copied().is_some_and(is_xml_space) {
+            i += 1;
+        }
+        if i == b.len() {
+            return Ok(out);
+        }
+        if i == before && i > 0 {
+            // Attributes must be separated by whitespace.
+            return Err(bad(i));
+        }
+        let start = i;
+        while b
+            .get(i)
+            .is_some_and(|&c| c != b'=' && !is_xml_space(c) && !matches!(c, b'"' | b'\'' | b'<'))
+        {
+            i += 1;
+        }
+        // `start` and `i` sit at ASCII bytes or the end, so they are char boundaries.
+        let name = attrs.get(start..i).unwrap_or_default();
+        while b.get(i).copied().is_some_and(is_xml_space) {
+            i += 1;
+        }
+        if name.is_empty() || b.get(i) != Some(&b'=') {
+            return Err(bad(i));
+        }
+        i += 1;
+        while b.get(i).copied().is_some_and(is_xml_space) {
+            i += 1;
+        }
+        let quote = match b.get(i) {
+            Some(&q @ (b'"' | b'\'')) => q,
+            _ => return Err(bad(i)),
+        };
+        let close = i + 1 + memchr::memchr(quote, &b[i + 1..]).ok_or_else(|| bad(i))?;
+        let value = attrs.get(i + 1..close).unwrap_or_default();
+        if value.contains('<') || out.iter().any(|(n, _)| *n == name) {
+            return Err(bad(start));
+        }
+        out.push((name, value));
+        i = close + 1;
+    }
+}
+
+/// The namespace the root's prefix (or the default namespace) is bound to on the root itself.
+/// The value is unescaped and attribute-normalized; an empty value (an undeclaration) is `None`.
+fn root_namespace<'a>(qname: &str, attrs: &'a str) -> Result<Option<Str<'a>>, XmlError> {
+    let attributes = root_attributes(attrs)?;
+    let prefix = qname.bytes().position(|c| c == b':').map(|i| &qname[..i]);
+    let raw = attributes.iter().find_map(|&(name, value)| {
+        let matches = match prefix {
+            Some(p) => name.strip_prefix("xmlns:") == Some(p),
+            None => name == "xmlns",
+        };
+        matches.then_some(value)
+    });
+    let Some(raw) = raw else { return Ok(None) };
+    // Attribute-value normalization: each literal line end or whitespace character becomes a
+    // space before references are resolved (so `&#10;` stays a line feed).
+    let v = if memchr::memchr3(b'\t', b'\n', b'\r', raw.as_bytes()).is_some() {
+        let spaced = raw.replace("\r\n", " ").replace(['\t', '\n', '\r'], " ");
+        Cow::Owned(unescape(&spaced)?.into_owned())
+    } else {
+        unescape(raw)?
+    };
+    Ok((!v.is_empty()).then_some(v))
+}
+
+/// A message builder: told about elements as they open and about leaf values as they close.
+trait Sink<'a> {
+    /// An element `sym` (local name `local`) opens below the open elements `parents` (root
+    /// excluded). Returns whether its content matters; if not, its subtree is skipped.
+    #[inline]
+    fn open(&mut self, parents: &[Sym], sym: Sym, local: &'a [u8]) -> bool {
+        let _ = (parents, local);
+        sym != Sym::Other
     }
 
-    fn leaf(&mut self, path: &[&str], v: Str<'a>) {
-        match path {
-            [f] => match *f {
-                "monitorCrossRefID" => self.cross_ref = Some(v),
-                "localConnectionInfo" => self.local_state = Some(v),
-                "cause" => self.cause = Some(v),
-                "agentID" => self.agent_id = Some(v),
-                "acdGroup" => self.acd_group = Some(v),
-                "pendingAgentState" => self.pending_agent_state = Some(v),
-                "doNotDisturbOn" => self.do_not_disturb = parse_bool(&v),
-                "forwardingType" => self.forwarding_type = Some(v),
-                "forwardStatus" => self.forward_status = parse_bool(&v),
-                "forwardTo" => self.forward_to = Some(v),
-                name if !v.is_empty() => {
-                    // Some peers write a device id as direct text instead of `<deviceIdentifier>`.
-                    if let Some(slot) = self.device_slot(name) {
-                        *slot = Some(Device::Id(v));
+    /// A leaf element at `path` (root excluded, qualified name `qname`) closed with value `v`.
+    fn leaf(&mut self, path: &[Sym], qname: &'a [u8], v: Str<'a>);
+}
+
+fn decode_str(s: &str) -> Result<Document<'_>, XmlError> {
+    let mut sc = Scanner::new(s);
+    // Prolog: whitespace, the declaration, comments and PIs (the scanner skips those) up to the root.
+    let (qname, name, attrs, empty) = loop {
+        match sc.next_token()? {
+            None => return Err(XmlError::NoRoot),
+            Some(Token::Text { raw, .. }) if all_space(raw) => {}
+            Some(Token::Text { .. } | Token::CData(_)) => return Err(XmlError::NoRoot),
+            Some(Token::End { .. }) => {
+                return Err(XmlError::Syntax {
+                    at: sc.pos(),
+                    what: "end tag without a start tag",
+                });
+            }
+            Some(Token::Start {
+                name,
+                local,
+                attrs,
+                empty,
+            }) => break (name, local, attrs, empty),
+        }
+    };
+    let mut doc = Document {
+        name: Cow::Borrowed(name),
+        namespace: root_namespace(qname, attrs)?,
+        message: Message::Unknown,
+    };
+    // The message is built where it will be returned: an event is about a kilobyte, and moving it
+    // through builders costs more than filling it.
+    message(&mut sc, name, qname, empty, &mut doc.message)?;
+    // Epilog: only whitespace (comments and PIs are skipped by the scanner).
+    while let Some(tok) = sc.next_token()? {
+        match tok {
+            Token::Text { raw, .. } if all_space(raw) => {}
+            _ => return Err(XmlError::TrailingContent),
+        }
+    }
+    Ok(doc)
+}
+
+/// Builds the message the root `name` announces from the root's content, into `out`.
+fn message<'a>(
+    sc: &mut Scanner<'a>,
+    name: &'a str,
+    qname: &'a str,
+    empty: bool,
+    out: &mut Message<'a>,
+) -> Result<(), XmlError> {
+    fn run<'a, S: Sink<'a>>(
+        sc: &mut Scanner<'a>,
+        qname: &'a str,
+        empty: bool,
+        mut sink: S,
+    ) -> Result<S, XmlError> {
+        if !empty {
+            content(sc, qname, &mut sink)?;
+        }
+        Ok(sink)
+    }
+    if let Some(kind) = EventKind::from_root(name) {
+        *out = Message::Event(Event::new(kind));
+        if let Message::Event(e) = out
+            && !empty
+        {
+            content(sc, qname, &mut EventSink(e))?;
+        }
+        return Ok(());
+    }
+    *out = match name {
+        "SystemStatus" => {
+            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::SystemStatus]))?;
+            let [status] = s.0;
+            Message::SystemStatus { status }
+        }
+        "RequestSystemStatus" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::SysStatRegisterId]),
+            )?;
+            let [register_id] = s.0;
+            Message::RequestSystemStatus { register_id }
+        }
+        "SwitchingFunctionDevices" => {
+            Message::SwitchingFunctionDevices(run(sc, qname, empty, DeviceListSink::default())?.0)
+        }
+        "CSTAErrorCode" => Message::Error(run(sc, qname, empty, ErrorSink::new(false))?.finish()),
+        n if n.ends_with("NegResponse") => {
+            Message::Error(run(sc, qname, empty, ErrorSink::new(true))?.finish())
+        }
+        "SystemStatusResponse" => {
+            skip_content(sc, qname, empty)?;
+            Message::Response(Response::SystemStatus)
+        }
+        "SystemRegisterResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::SysStatRegisterId]),
+            )?;
+            let [register_id] = s.0;
+            Message::Response(Response::SystemRegister { register_id })
+        }
+        "RequestSystemStatusResponse" => {
+            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::SystemStatus]))?;
+            let [status] = s.0;
+            Message::Response(Response::RequestSystemStatus { status })
+        }
+        "MonitorStartResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::MonitorCrossRefId]),
+            )?;
+            let [cross_ref] = s.0;
+            Message::Response(Response::MonitorStart { cross_ref })
+        }
+        "MakeCallResponse" => {
+            let s = run(sc, qname, empty, ConnSink::new(Sym::CallingDevice))?;
+            Message::Response(Response::MakeCall {
+                call: s.conn.unwrap_or_default(),
+            })
+        }
+        "SingleStepTransferCallResponse" | "TransferCallResponse" => {
+            let s = run(sc, qname, empty, ConnSink::new(Sym::TransferredCall))?;
+            Message::Response(Response::NewCall {
+                call: s.conn.unwrap_or_default(),
+            })
+        }
+        "ConsultationCallResponse" => {
+            let s = run(sc, qname, empty, ConnSink::new(Sym::InitiatedCall))?;
+            Message::Response(Response::NewCall {
+                call: s.conn.unwrap_or_default(),
+            })
+        }
+        "ConferenceCallResponse" => {
+            let s = run(sc, qname, empty, ConnSink::new(Sym::ConferenceCall))?;
+            Message::Response(Response::NewCall {
+                call: s.conn.unwrap_or_default(),
+            })
+        }
+        "SnapshotDeviceResponse" => {
+            let s = run(sc, qname, empty, SnapshotDeviceSink::default())?;
+            Message::Response(Response::SnapshotDevice {
+                calls: s.calls,
+                service_cross_ref: s.service_cross_ref,
+            })
+        }
+        "SnapshotCallResponse" => {
+            let s = run(sc, qname, empty, SnapshotCallSink::default())?;
+            Message::Response(Response::SnapshotCall { parties: s.0 })
+        }
+        "GetSwitchingFunctionDevicesResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::ServiceCrossRefId]),
+            )?;
+            let [service_cross_ref] = s.0;
+            Message::Response(Response::GetSwitchingFunctionDevices { service_cross_ref })
+        }
+        "GetCSTAFeaturesResponse" => {
+            let s = run(sc, qname, empty, FeaturesSink::default())?;
+            Message::Response(Response::CstaFeatures {
+                services: s.services,
+                events: s.events,
+            })
+        }
+        "GetAgentStateResponse" => {
+            let s = run(sc, qname, empty, AgentStateSink::default())?;
+            Message::Response(Response::AgentState { agents: s.0 })
+        }
+        "GetDoNotDisturbResponse" => {
+            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::DoNotDisturbOn]))?;
+            let [on] = s.0;
+            Message::Response(Response::DoNotDisturb {
+                on: on.as_deref().and_then(parse_bool),
+            })
+        }
+        "GetForwardingResponse" => {
+            let s = run(sc, qname, empty, ForwardingSink::default())?;
+            Message::Response(Response::Forwarding { items: s.0 })
+        }
+        "StartApplicationSessionPosResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<3>::new([
+                    Sym::SessionId,
+                    Sym::ActualProtocolVersion,
+                    Sym::ActualSessionDuration,
+                ]),
+            )?;
+            let [session_id, protocol_version, duration] = s.0;
+            Message::Response(Response::StartApplicationSession {
+                session_id,
+                protocol_version,
+                session_duration: duration.as_deref().and_then(parse_u32),
+            })
+        }
+        "ResetApplicationSessionTimerPosResponse" => {
+            let s = run(
+                sc,
+                qname,
+                empty,
+                Scalars::<1>::new([Sym::ActualSessionDuration]),
+            )?;
+            let [duration] = s.0;
+            Message::Response(Response::ResetApplicationSessionTimer {
+                session_duration: duration.as_deref().and_then(parse_u32),
+            })
+        }
+        n if n.ends_with("Response") => {
+            skip_content(sc, qname, empty)?;
+            Message::Response(Response::Ack)
+        }
+        n => {
+            skip_content(sc, qname, empty)?;
+            if is_request(n) {
+                Message::Request
+            } else {
+                Message::Unknown
+            }
+        }
+    };
+    Ok(())
+}
+
+/// Checks the root's content for well-formedness without extracting anything.
+fn skip_content<'a>(sc: &mut Scanner<'a>, qname: &'a str, empty: bool) -> Result<(), XmlError> {
+    struct Nothing;
+    impl<'a> Sink<'a> for Nothing {
+        fn open(&mut self, _: &[Sym], _: Sym, _: &'a [u8]) -> bool {
+            false
+        }
+        fn leaf(&mut self, _: &[Sym], _: &'a [u8], _: Str<'a>) {}
+    }
+    if !empty {
+        content(sc, qname, &mut Nothing)?;
+    }
+    Ok(())
+}
+
+/// Requests a switch may send to an application (or that we see echoed) that we do not serve.
+fn is_request(name: &str) -> bool {
+    matches!(
+        name,
+        "SystemRegister"
+            | "SwitchingFunctionCapsChanged"
+            | "MonitorStart"
+            | "MonitorStop"
+            | "SnapshotDevice"
+            | "SnapshotDeviceData"
+            | "MakeCall"
+            | "GetSwitchingFunctionDevices"
+            | "StartApplicationSession"
+            | "ResetApplicationSessionTimer"
+            | "StopApplicationSession"
+    )
+}
+
+/// Walks the content of the root element (already opened as `root_qname`) up to its end tag,
+/// feeding `sink`, and leaves the scanner after that end tag.
+///
+/// This is the hot loop, written on bytes: each step reads a text run up to the next `<` and then
+/// the markup there, sixteen bytes at a time (see `scan`). The common leaf `<tag>value</tag>`
+/// becomes a value straight from its text run: no token is built, nothing is accumulated, and a
+/// plain value is a slice of the input. End tags are compared with the expected name, not scanned.
+#[inline]
+fn content<'a, S: Sink<'a>>(
+    sc: &mut Scanner<'a>,
+    root_qname: &'a str,
+    sink: &mut S,
+) -> Result<(), XmlError> {
+    let s = sc.input();
+    let b = s.as_bytes();
+    // Open elements: qualified names (to check end tags) and symbols. Index 0 is the root;
+    // `syms[1..depth]` is the path the sink sees.
+    let mut qnames: [&[u8]; MAX_DEPTH] = [&[]; MAX_DEPTH];
+    let mut syms: [Sym; MAX_DEPTH] = [Sym::Other; MAX_DEPTH];
+    qnames[0] = root_qname.as_bytes();
+    let mut depth = 1usize;
+    // The innermost open element has had no child element so far (so its text may be a value).
+    let mut leaf = false;
+    // The element's text so far, when comments or CDATA split it into several pieces.
+    let mut acc: Option<Str<'a>> = None;
+    // Non-zero: the element at this depth and everything below it is skipped.
+    let mut skip = 0usize;
+    let mut i = sc.pos();
+
+    loop {
+        let (lt, plain) = text_run(b, i);
+        let Some(&next) = b.get(lt + 1) else {
+            return Err(XmlError::Truncated);
+        };
+        if next == b'/' {
+            let q = qnames[depth - 1];
+            let start = lt + 2;
+            let end = start + q.len();
+            let after =
+                if b.get(end) == Some(&b'>') && b.get(start..end).is_some_and(|n| same(n, q)) {
+                    end + 1
+                } else {
+                    other_end_tag(b, start, q)?
+                };
+            depth -= 1;
+            if leaf && skip == 0 && depth > 0 {
+                let v = value(s, i, lt, plain, acc.take())?;
+                sink.leaf(&syms[1..=depth], q, v);
+            } else if !plain {
+                check_refs(slice(s, i, lt))?;
+            }
+            if depth == 0 {
+                sc.set_pos(after);
+                return Ok(());
+            }
+            if depth == skip {
+                skip = 0;
+            }
+            acc = None;
+            leaf = false;
+            i = after;
+        } else if next == b'!' || next == b'?' {
+            let m = markup(b, lt)?;
+            let keep = leaf && skip == 0;
+            if keep {
+                // Text before a comment or CDATA section is part of the value.
+                let raw = slice(s, i, lt);
+                append(
+                    &mut acc,
+                    if plain {
+                        Cow::Borrowed(raw)
+                    } else {
+                        unescape(raw)?
+                    },
+                );
+            } else if !plain {
+                check_refs(slice(s, i, lt))?;
+            }
+            i = match m {
+                Markup::Ignored(after) => after,
+                Markup::CData(start, end, after) => {
+                    if keep {
+                        append(&mut acc, normalize_eol(slice(s, start, end)));
                     }
+                    after
                 }
-                _ => {}
-            },
-            [f, c] => {
-                if let Some(conn) = self.connection_slot(f) {
-                    set_connection_field(conn, c, v);
-                } else if let Some(slot) = self.device_slot(f)
-                    && let Some(d) = extended_device(c, v)
-                {
-                    *slot = Some(d);
-                }
+            };
+        } else {
+            // Text before a child element is not a value, but its references must be valid.
+            if !plain {
+                check_refs(slice(s, i, lt))?;
             }
-            [list, _item, "newConnection", c]
-                if matches!(*list, "transferredConnections" | "conferenceConnections") =>
-            {
-                if let Some(conn) = self.new_connections.last_mut() {
-                    set_connection_field(conn, c, v);
-                }
+            acc = None;
+            if depth == MAX_DEPTH {
+                return Err(XmlError::TooDeep);
             }
-            _ => {}
+            let name_start = lt + 1;
+            let (name_stop, local_start) = name_end(b, name_start)?;
+            // `name_end` stopped at whitespace, `/` or `>`, so `b[name_stop]` exists.
+            let (close, empty) = match b.get(name_stop..name_stop + 2) {
+                Some([b'>', _]) => (name_stop, false),
+                Some(b"/>") => (name_stop + 1, true),
+                // A `/` that does not close the tag is not part of any valid tag.
+                Some([b'/', _]) => return Err(malformed_tag(name_stop)),
+                _ => {
+                    let close = attrs_end(b, name_stop)?;
+                    (close, b[close - 1] == b'/')
+                }
+            };
+            if local_start >= name_stop {
+                return Err(XmlError::Syntax {
+                    at: name_start,
+                    what: "invalid element name",
+                });
+            }
+            i = close + 1;
+            let qname = &b[name_start..name_stop];
+            if skip != 0 {
+                if !empty {
+                    qnames[depth] = qname;
+                    depth += 1;
+                }
+                leaf = false;
+                continue;
+            }
+            let sym = sym_at(b, local_start, name_stop);
+            let wanted = sink.open(&syms[1..depth], sym, &b[local_start..name_stop]);
+            if empty {
+                if wanted {
+                    syms[depth] = sym;
+                    sink.leaf(&syms[1..=depth], qname, Cow::Borrowed(""));
+                }
+                leaf = false;
+            } else {
+                qnames[depth] = qname;
+                syms[depth] = sym;
+                if !wanted {
+                    skip = depth;
+                }
+                depth += 1;
+                leaf = true;
+            }
         }
     }
 }
 
-fn set_connection_field<'a>(conn: &mut Connection<'a>, child: &str, v: Str<'a>) {
-    match child {
-        "callID" => conn.call_id = Some(v),
-        "deviceID" => conn.device_id = Some(v),
-        _ => {}
+#[cold]
+fn malformed_tag(at: usize) -> XmlError {
+    XmlError::Syntax {
+        at,
+        what: "malformed start tag",
     }
 }
 
-/// The CHOICE inside an extended device id element.
-fn extended_device<'a>(child: &str, v: Str<'a>) -> Option<Device<'a>> {
-    Some(match child {
-        "deviceIdentifier" | "numberDialed" | "deviceID" => Device::Id(v),
-        "notKnown" => Device::NotKnown,
-        "restricted" => Device::Restricted,
-        "notRequired" => Device::NotRequired,
-        "notSpecified" => Device::NotSpecified,
-        _ => return None,
-    })
+/// An end tag that is not byte-for-byte `</expected>`: the right name with whitespace before `>`,
+/// or a mismatch. Returns the position after it.
+#[cold]
+fn other_end_tag(b: &[u8], start: usize, expected: &[u8]) -> Result<usize, XmlError> {
+    let (e, _) = name_end(b, start)?;
+    if !same(&b[start..e], expected) {
+        return Err(XmlError::Mismatch {
+            expected: String::from_utf8_lossy(expected).into_owned(),
+            found: String::from_utf8_lossy(&b[start..e]).into_owned(),
+        });
+    }
+    end_tag_close(b, e)
 }
 
+/// `s[a..b]`. The decoder only cuts next to ASCII delimiters, which are char boundaries, so this
+/// never falls back.
+#[inline(always)]
+fn slice(s: &str, a: usize, b: usize) -> &str {
+    s.get(a..b).unwrap_or_default()
+}
+
+/// The value of a leaf whose last text run is `s[a..z]`, after the pieces in `acc`.
+#[inline(always)]
+fn value<'a>(
+    s: &'a str,
+    a: usize,
+    z: usize,
+    plain: bool,
+    acc: Option<Str<'a>>,
+) -> Result<Str<'a>, XmlError> {
+    match acc {
+        None if plain => {
+            // Trim on bytes, then cut once.
+            let b = s.as_bytes();
+            let (mut a, mut z) = (a, z);
+            while a < z && is_xml_space(b[a]) {
+                a += 1;
+            }
+            while z > a && is_xml_space(b[z - 1]) {
+                z -= 1;
+            }
+            Ok(Cow::Borrowed(slice(s, a, z)))
+        }
+        None => Ok(trim(unescape(slice(s, a, z))?)),
+        Some(mut acc) => {
+            let raw = slice(s, a, z);
+            if plain {
+                acc.to_mut().push_str(raw);
+            } else {
+                acc.to_mut().push_str(&unescape(raw)?);
+            }
+            Ok(trim(acc))
+        }
+    }
+}
+
+/// Validates the references in text that is not a value.
+#[cold]
+fn check_refs(raw: &str) -> Result<(), XmlError> {
+    unescape(raw).map(drop)
+}
+
+#[inline]
+fn append<'a>(text: &mut Option<Str<'a>>, piece: Str<'a>) {
+    match text {
+        None => *text = Some(piece),
+        Some(t) => t.to_mut().push_str(&piece),
+    }
+}
+
+#[inline]
+fn trim(s: Str<'_>) -> Str<'_> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(trim_xml(b)),
+        Cow::Owned(o) => {
+            let t = trim_xml(&o);
+            if t.len() == o.len() {
+                Cow::Owned(o)
+            } else {
+                Cow::Owned(t.to_owned())
+            }
+        }
+    }
+}
+
+/// `xs:boolean`.
 fn parse_bool(v: &str) -> Option<bool> {
     match v {
         "true" | "1" => Some(true),
@@ -211,276 +725,1229 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Requests a switch may send to an application.
-fn is_request(name: &str) -> bool {
-    matches!(
-        name,
-        "RequestSystemStatus"
-            | "SystemRegister"
-            | "SwitchingFunctionDevices"
-            | "SwitchingFunctionCapsChanged"
-            | "MonitorStart"
-            | "MonitorStop"
-            | "SnapshotDevice"
-            | "MakeCall"
-            | "GetSwitchingFunctionDevices"
-            | "ResetApplicationSessionTimer"
-            | "StopApplicationSession"
-    )
+fn parse_u32(v: &str) -> Option<u32> {
+    v.parse().ok()
 }
 
-/// The message being built, chosen by the root's local name.
-// Lives on the stack for one document; boxing the event would cost an allocation per event.
-#[allow(clippy::large_enum_variant)]
-enum Builder<'a> {
-    Event(Event<'a>),
-    SystemStatus(Option<Str<'a>>),
-    SystemStatusResponse,
-    SystemRegister(Option<Str<'a>>),
-    RequestSystemStatus(Option<Str<'a>>),
-    MonitorStart(Option<Str<'a>>),
-    MakeCall(Connection<'a>),
-    Snapshot(Vec<SnapshotCall<'a>>),
-    Ack,
-    Error(Option<CstaError<'a>>),
-    Request,
-    Unknown,
+/// The CHOICE inside an extended device id element.
+#[inline]
+fn choice<'a>(child: Sym, v: Str<'a>) -> Option<Device<'a>> {
+    Some(match child {
+        Sym::DeviceIdentifier | Sym::NumberDialed | Sym::DeviceId => Device::Id(v),
+        Sym::NotKnown => Device::NotKnown,
+        Sym::Restricted => Device::Restricted,
+        Sym::NotRequired => Device::NotRequired,
+        Sym::NotSpecified => Device::NotSpecified,
+        _ => return None,
+    })
 }
 
-impl<'a> Builder<'a> {
-    fn for_root(name: &str) -> Builder<'a> {
-        if let Some(kind) = EventKind::from_root(name) {
-            return Builder::Event(Event::new(kind));
-        }
-        match name {
-            "SystemStatus" => Builder::SystemStatus(None),
-            "SystemStatusResponse" => Builder::SystemStatusResponse,
-            "SystemRegisterResponse" => Builder::SystemRegister(None),
-            "RequestSystemStatusResponse" => Builder::RequestSystemStatus(None),
-            "MonitorStartResponse" => Builder::MonitorStart(None),
-            "MakeCallResponse" => Builder::MakeCall(Connection::default()),
-            "SnapshotDeviceResponse" => Builder::Snapshot(Vec::new()),
-            "CSTAErrorCode" => Builder::Error(None),
-            n if n.ends_with("Response") => Builder::Ack,
-            n if is_request(n) => Builder::Request,
-            _ => Builder::Unknown,
-        }
-    }
+/// A device element written as direct text.
+#[inline]
+fn direct(v: Str<'_>) -> Option<Device<'_>> {
+    (!v.is_empty()).then_some(Device::Id(v))
+}
 
-    #[inline]
-    fn start(&mut self, parents: &[&str], name: &str) {
-        match self {
-            Builder::Event(e) => e.start(parents, name),
-            Builder::Snapshot(calls) if name == "snapshotDeviceResponseInfo" => {
-                calls.push(SnapshotCall::default());
-            }
+#[inline]
+fn set_conn_field<'a>(conn: &mut Option<Connection<'a>>, child: Sym, v: Str<'a>) {
+    if let Some(c) = conn {
+        match child {
+            Sym::CallId => c.call_id = Some(v),
+            Sym::DeviceId => c.device_id = Some(v),
             _ => {}
         }
     }
+}
+
+/// Leaves directly below the root, by symbol.
+struct Scalars<'a, const N: usize>([Option<Str<'a>>; N], [Sym; N]);
+
+impl<'a, const N: usize> Scalars<'a, N> {
+    fn new(syms: [Sym; N]) -> Self {
+        Scalars([const { None }; N], syms)
+    }
+}
+
+impl<'a, const N: usize> Sink<'a> for Scalars<'a, N> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        parents.is_empty() && self.1.contains(&sym)
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        if let [s] = path
+            && let Some(i) = self.1.iter().position(|x| x == s)
+        {
+            self.0[i] = Some(v);
+        }
+    }
+}
+
+/// One connection directly below the root (`callingDevice` of MakeCallResponse, …).
+struct ConnSink<'a> {
+    at: Sym,
+    conn: Option<Connection<'a>>,
+}
+
+impl ConnSink<'_> {
+    fn new(at: Sym) -> Self {
+        ConnSink { at, conn: None }
+    }
+}
+
+impl<'a> Sink<'a> for ConnSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        match parents {
+            [] if sym == self.at => {
+                self.conn = Some(Connection::default());
+                true
+            }
+            [p] => *p == self.at && matches!(sym, Sym::CallId | Sym::DeviceId),
+            _ => false,
+        }
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        if let [p, c] = path
+            && *p == self.at
+        {
+            set_conn_field(&mut self.conn, *c, v);
+        }
+    }
+}
+
+/// The event builder. The paths are the same for every event type (an element name means the same
+/// thing wherever the standard uses it), so one builder serves all of them.
+struct EventSink<'e, 'a>(&'e mut Event<'a>);
+
+impl<'a> EventSink<'_, 'a> {
+    /// The connection field a root child fills.
+    #[inline]
+    fn conn_slot(&mut self, s: Sym) -> Option<&mut Option<Connection<'a>>> {
+        use Sym::*;
+        let e = &mut *self.0;
+        Some(match s {
+            Connection
+            | EstablishedConnection
+            | DroppedConnection
+            | HeldConnection
+            | RetrievedConnection
+            | InitiatedConnection
+            | OriginatedConnection
+            | FailedConnection
+            | QueuedConnection
+            | ClearedCall
+            | OfferedConnection
+            | BridgedConnection
+            | OutboundConnection
+            | DialingConnection => &mut e.connection,
+            PrimaryOldCall => &mut e.old_call,
+            SecondaryOldCall => &mut e.secondary_old_call,
+            OriginatingNidConnection | OriginatinNidConnection => &mut e.originating_nid,
+            _ => return None,
+        })
+    }
+
+    /// The device field a root child fills.
+    #[inline]
+    fn dev_slot(&mut self, s: Sym) -> Option<&mut Option<Device<'a>>> {
+        use Sym::*;
+        let e = &mut *self.0;
+        Some(match s {
+            AlertingDevice | AnsweringDevice | ReleasingDevice | HoldingDevice
+            | RetrievingDevice | InitiatingDevice | TransferringDevice | ConferencingDevice
+            | DivertingDevice | FailingDevice | Queue | AgentDevice | Device | OfferedDevice
+            | BridgedAppearance | BridgingDevice | DialingDevice | NetworkInterfaceUsed
+            | ChargedDevice => &mut e.subject,
+            CallingDevice => &mut e.calling,
+            CalledDevice => &mut e.called,
+            LastRedirectionDevice => &mut e.last_redirection,
+            TransferredToDevice | AddedParty | NewDestination => &mut e.target,
+            NetworkCallingDevice => &mut e.network_calling,
+            NetworkCalledDevice => &mut e.network_called,
+            AssociatedCallingDevice => &mut e.associated_calling,
+            AssociatedCalledDevice => &mut e.associated_called,
+            _ => return None,
+        })
+    }
+
+    /// A leaf directly below the root.
+    #[inline]
+    fn leaf1(&mut self, s: Sym, v: Str<'a>) {
+        use Sym::*;
+        let e = &mut *self.0;
+        match s {
+            MonitorCrossRefId => e.cross_ref = Some(v),
+            LocalConnectionInfo => e.local_state = Some(v),
+            Cause => e.cause = Some(v),
+            AgentId => e.agent_id = Some(v),
+            AcdGroup => e.acd_group = Some(v),
+            PendingAgentState => e.pending_agent_state = Some(v),
+            DoNotDisturbOn => e.do_not_disturb = parse_bool(&v),
+            ForwardingType => e.forwarding_type = Some(v),
+            ForwardStatus => e.forward_status = parse_bool(&v),
+            ForwardTo => e.forward_to = Some(v),
+            ForwardDefault => e.forward_default = Some(v),
+            RingCount => e.ring_count = parse_u32(&v),
+            NumberQueued => e.number_queued = parse_u32(&v),
+            CallsInFront => e.calls_in_front = parse_u32(&v),
+            OriginatingDevice => e.originating_device = Some(v),
+            DialingSequence | DigitGeneratedList => e.digits = Some(v),
+            ToneGenerated => e.tone = Some(v),
+            AccountInfo => e.account_info = Some(v),
+            _ => {
+                // Some peers write a device id as direct text instead of `<deviceIdentifier>`.
+                if let Some(slot) = self.dev_slot(s) {
+                    *slot = direct(v);
+                }
+            }
+        }
+    }
 
     #[inline]
-    fn leaf(&mut self, path: &[&str], v: Str<'a>) {
-        match self {
-            Builder::Event(e) => e.leaf(path, v),
-            Builder::SystemStatus(s) | Builder::RequestSystemStatus(s) => {
-                if let ["systemStatus"] = path {
-                    *s = Some(v);
+    fn leaf2(&mut self, p: Sym, c: Sym, v: Str<'a>) {
+        use Sym::*;
+        if let Some(slot) = self.conn_slot(p) {
+            set_conn_field(slot, c, v);
+            return;
+        }
+        if let Some(slot) = self.dev_slot(p) {
+            if let Some(d) = choice(c, v) {
+                *slot = Some(d);
+            }
+            return;
+        }
+        let e = &mut *self.0;
+        match (p, c) {
+            (CorrelatorData, String) => e.correlator_data = Some(v),
+            (UserData, String) => e.user_data = Some(v),
+            (ChargingInfo, TypeOfChargingInfo) => {
+                if let Some(ch) = &mut e.charging {
+                    ch.info_type = Some(v);
                 }
             }
-            Builder::SystemRegister(id) => {
-                if let ["sysStatRegisterID"] = path {
-                    *id = Some(v);
+            (PrimaryCall, DeviceId) => e.subject = direct(v),
+            (PrimaryCall, LocalConnectionState) => e.local_state = Some(v),
+            _ => {}
+        }
+    }
+}
+
+impl<'a> Sink<'a> for EventSink<'_, 'a> {
+    #[inline]
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        use Sym::*;
+        match *parents {
+            [] => {
+                if let Some(slot) = self.conn_slot(sym) {
+                    *slot = Some(super::Connection::default());
+                } else if let Some(slot) = self.dev_slot(sym) {
+                    *slot = None;
+                } else if sym == ChargingInfo {
+                    self.0.charging = Some(Charging::default());
                 }
             }
-            Builder::MonitorStart(x) => {
-                if let ["monitorCrossRefID"] = path {
-                    *x = Some(v);
-                }
+            [
+                TransferredConnections | ConferenceConnections,
+                ConnectionListItem,
+            ] if sym == NewConnection => {
+                self.0.new_connections.push(super::Connection::default());
             }
-            Builder::MakeCall(conn) => {
-                if let ["callingDevice", c] = path {
-                    set_connection_field(conn, c, v);
-                }
+            [PrimaryCall] => match sym {
+                ConnectionId => self.0.connection = Some(super::Connection::default()),
+                DeviceId => self.0.subject = None,
+                _ => {}
+            },
+            [SecondaryCall] if sym == ConnectionId => {
+                self.0.secondary_old_call = Some(super::Connection::default());
             }
-            Builder::Snapshot(calls) => {
-                if let Some(call) = calls.last_mut() {
-                    match path {
-                        [.., "connectionIdentifier", c] => {
-                            set_connection_field(&mut call.connection, c, v)
-                        }
-                        [.., "localConnectionState" | "simpleCallState"] => call.states.push(v),
+            _ => {}
+        }
+        sym != Other
+    }
+
+    #[inline(always)]
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        use Sym::*;
+        match *path {
+            [s] => self.leaf1(s, v),
+            [p, c] => self.leaf2(p, c, v),
+            [PrimaryCall, ConnectionId, c] => set_conn_field(&mut self.0.connection, c, v),
+            [SecondaryCall, ConnectionId, c] => {
+                set_conn_field(&mut self.0.secondary_old_call, c, v);
+            }
+            [
+                TransferredConnections | ConferenceConnections,
+                ConnectionListItem,
+                NewConnection,
+                c,
+            ] => {
+                if let Some(conn) = self.0.new_connections.last_mut() {
+                    match c {
+                        CallId => conn.call_id = Some(v),
+                        DeviceId => conn.device_id = Some(v),
                         _ => {}
                     }
                 }
             }
-            Builder::Error(e) => {
-                if e.is_none()
-                    && let Some(category) = path.first()
-                {
-                    *e = Some(CstaError {
-                        category: Cow::Owned((*category).to_owned()),
-                        value: v,
-                    });
+            [ChargingInfo, NumberUnits, NumberOfCurrencyUnits, c] => {
+                if let Some(ch) = &mut self.0.charging {
+                    match c {
+                        CurrencyType => ch.currency_type = Some(v),
+                        CurrencyAmount => ch.currency_amount = Some(v),
+                        CurrencyMultiplier => ch.currency_multiplier = Some(v),
+                        _ => {}
+                    }
                 }
             }
-            Builder::SystemStatusResponse | Builder::Ack | Builder::Request | Builder::Unknown => {}
+            [
+                ChargingInfo,
+                NumberUnits,
+                NumberOfChargeUnits,
+                ChargingUnitsRecord,
+                c,
+            ] => {
+                if let Some(ch) = &mut self.0.charging {
+                    match c {
+                        ChargingUnits => ch.charge_units = Some(v),
+                        TypeOfUnits => ch.units_type = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `CSTAErrorCode` (category = the root's first child) or an ECMA-354 negative response
+/// (category = the first child of `errorCode`).
+struct ErrorSink<'a> {
+    /// Look inside `errorCode` instead of at the root's children.
+    nested: bool,
+    category: Option<&'a str>,
+    value: Option<Str<'a>>,
+    /// A second candidate element has opened; the first one is final.
+    done: bool,
+}
+
+impl<'a> ErrorSink<'a> {
+    fn new(nested: bool) -> Self {
+        ErrorSink {
+            nested,
+            category: None,
+            value: None,
+            done: false,
         }
     }
 
-    fn finish(self) -> Message<'a> {
-        match self {
-            Builder::Event(e) => Message::Event(e),
-            Builder::SystemStatus(status) => Message::SystemStatus { status },
-            Builder::SystemStatusResponse => Message::Response(Response::SystemStatus),
-            Builder::SystemRegister(register_id) => {
-                Message::Response(Response::SystemRegister { register_id })
-            }
-            Builder::RequestSystemStatus(status) => {
-                Message::Response(Response::RequestSystemStatus { status })
-            }
-            Builder::MonitorStart(cross_ref) => {
-                Message::Response(Response::MonitorStart { cross_ref })
-            }
-            Builder::MakeCall(call) => Message::Response(Response::MakeCall { call }),
-            Builder::Snapshot(calls) => Message::Response(Response::SnapshotDevice { calls }),
-            Builder::Ack => Message::Response(Response::Ack),
-            Builder::Error(e) => Message::Error(e.unwrap_or(CstaError {
+    fn finish(self) -> CstaError<'a> {
+        match self.category {
+            Some(c) => CstaError {
+                category: Cow::Borrowed(c),
+                value: self.value.unwrap_or(Cow::Borrowed("")),
+            },
+            None => CstaError {
                 category: Cow::Borrowed("unspecified"),
                 value: Cow::Borrowed(""),
-            })),
-            Builder::Request => Message::Request,
-            Builder::Unknown => Message::Unknown,
+            },
+        }
+    }
+
+    fn level<'p>(&self, path: &'p [Sym]) -> Option<&'p [Sym]> {
+        if self.nested {
+            match path {
+                [Sym::ErrorCode, rest @ ..] => Some(rest),
+                _ => None,
+            }
+        } else {
+            Some(path)
         }
     }
 }
 
-fn append<'a>(text: &mut Option<Str<'a>>, piece: Str<'a>) {
-    match text {
-        None => *text = Some(piece),
-        Some(t) => t.to_mut().push_str(&piece),
-    }
-}
-
-fn trim(s: Str<'_>) -> Str<'_> {
-    match s {
-        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
-        Cow::Owned(o) => Cow::Owned(o.trim().to_owned()),
-    }
-}
-
-fn root_namespace<'a>(qname: &str, attrs: &'a str) -> Option<&'a str> {
-    match qname.find(':') {
-        Some(i) => {
-            let mut key = String::with_capacity(6 + i);
-            key.push_str("xmlns:");
-            key.push_str(&qname[..i]);
-            attr(attrs, &key)
+impl<'a> Sink<'a> for ErrorSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, local: &'a [u8]) -> bool {
+        if self.nested && parents.is_empty() {
+            return sym == Sym::ErrorCode;
         }
-        None => attr(attrs, "xmlns"),
-    }
-}
-
-fn decode_str(s: &str) -> Result<Document<'_>, XmlError> {
-    let mut sc = Scanner::new(s);
-    // Open elements: qualified names (to check end tags) and local names (the path).
-    let mut qnames: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
-    let mut locals: [&str; MAX_DEPTH] = [""; MAX_DEPTH];
-    let mut depth = 0usize;
-    // Bit d set: the element at depth d has child elements, so its text is not a value.
-    let mut has_children: u64 = 0;
-    let mut text: Option<Str<'_>> = None;
-    let mut root: Option<(&str, Option<&str>)> = None;
-    let mut builder = Builder::Unknown;
-    let mut closed = false;
-
-    while let Some(tok) = sc.next_token()? {
-        match tok {
-            Token::Start { name, attrs, empty } => {
-                if closed {
-                    return Err(XmlError::TrailingContent);
-                }
-                if depth == MAX_DEPTH {
-                    return Err(XmlError::TooDeep);
-                }
-                let local = local_name(name);
-                if depth == 0 {
-                    builder = Builder::for_root(local);
-                    root = Some((local, root_namespace(name, attrs)));
-                    if empty {
-                        closed = true;
-                    }
+        match self.level(parents) {
+            Some([]) => {
+                if self.category.is_none() {
+                    // Names are cut at ASCII delimiters of a valid UTF-8 document.
+                    self.category = Some(std::str::from_utf8(local).unwrap_or_default());
                 } else {
-                    has_children |= 1 << (depth - 1);
-                    builder.start(&locals[1..depth], local);
-                    if empty {
-                        locals[depth] = local;
-                        builder.leaf(&locals[1..=depth], Cow::Borrowed(""));
+                    self.done = true;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        if let Some([_]) = self.level(path)
+            && !self.done
+        {
+            self.value = Some(v);
+        }
+    }
+}
+
+#[derive(Default)]
+struct SnapshotDeviceSink<'a> {
+    calls: Vec<SnapshotCall<'a>>,
+    service_cross_ref: Option<Str<'a>>,
+}
+
+impl<'a> Sink<'a> for SnapshotDeviceSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        use Sym::*;
+        match *parents {
+            [CrossRefIdorSnapshotData, SnapshotData] if sym == SnapshotDeviceResponseInfo => {
+                self.calls.push(SnapshotCall::default());
+            }
+            [
+                CrossRefIdorSnapshotData,
+                SnapshotData,
+                SnapshotDeviceResponseInfo,
+            ] => {
+                if let Some(call) = self.calls.last_mut() {
+                    match sym {
+                        ConnectionIdentifier => call.connection = super::Connection::default(),
+                        EndpointDevice => call.endpoint = None,
+                        _ => {}
                     }
                 }
-                text = None;
-                if !empty {
-                    qnames[depth] = name;
-                    locals[depth] = local;
-                    has_children &= !(1 << depth);
-                    depth += 1;
+            }
+            _ => {}
+        }
+        sym != Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        use Sym::*;
+        if let [CrossRefIdorSnapshotData, ServiceCrossRefId] = path {
+            self.service_cross_ref = Some(v);
+            return;
+        }
+        let [
+            CrossRefIdorSnapshotData,
+            SnapshotData,
+            SnapshotDeviceResponseInfo,
+            rest @ ..,
+        ] = path
+        else {
+            return;
+        };
+        let Some(call) = self.calls.last_mut() else {
+            return;
+        };
+        match *rest {
+            [ConnectionIdentifier, CallId] => call.connection.call_id = Some(v),
+            [ConnectionIdentifier, DeviceId] => call.connection.device_id = Some(v),
+            [EndpointDevice] => call.endpoint = direct(v),
+            [EndpointDevice, c] => {
+                if let Some(d) = choice(c, v) {
+                    call.endpoint = Some(d);
                 }
             }
-            Token::End { name } => {
-                if depth == 0 {
-                    return Err(XmlError::Syntax {
-                        at: sc.pos(),
-                        what: "end tag without a start tag",
-                    });
-                }
-                depth -= 1;
-                if qnames[depth] != name {
-                    return Err(XmlError::Mismatch {
-                        expected: qnames[depth].to_owned(),
-                        found: name.to_owned(),
-                    });
-                }
-                let value = text.take();
-                if depth > 0 && has_children & (1 << depth) == 0 {
-                    builder.leaf(&locals[1..=depth], value.map_or(Cow::Borrowed(""), trim));
-                }
-                if depth == 0 {
-                    closed = true;
-                }
+            [LocalCallState, SimpleCallState]
+            | [LocalCallState, CompoundCallState, LocalConnectionState] => call.states.push(v),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct SnapshotCallSink<'a>(Vec<SnapshotParty<'a>>);
+
+impl<'a> Sink<'a> for SnapshotCallSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        use Sym::*;
+        match *parents {
+            [CrossRefIdorSnapshotData, SnapshotData] if sym == SnapshotCallResponseInfo => {
+                self.0.push(SnapshotParty::default());
             }
-            Token::Text(raw) => {
-                if depth == 0 {
-                    if raw.bytes().all(|b| b.is_ascii_whitespace()) {
-                        continue;
+            [
+                CrossRefIdorSnapshotData,
+                SnapshotData,
+                SnapshotCallResponseInfo,
+            ] => {
+                if let Some(p) = self.0.last_mut() {
+                    match sym {
+                        CallIdentifier => p.connection = Some(super::Connection::default()),
+                        DeviceOnCall => p.device = None,
+                        _ => {}
                     }
-                    return Err(if closed {
-                        XmlError::TrailingContent
-                    } else {
-                        XmlError::NoRoot
-                    });
                 }
-                append(&mut text, unescape(raw)?);
             }
-            Token::CData(c) => {
-                if depth == 0 {
-                    return Err(XmlError::NoRoot);
+            _ => {}
+        }
+        sym != Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        use Sym::*;
+        let [
+            CrossRefIdorSnapshotData,
+            SnapshotData,
+            SnapshotCallResponseInfo,
+            rest @ ..,
+        ] = path
+        else {
+            return;
+        };
+        let Some(p) = self.0.last_mut() else {
+            return;
+        };
+        match *rest {
+            [CallIdentifier, c] => set_conn_field(&mut p.connection, c, v),
+            [DeviceOnCall] => p.device = direct(v),
+            [DeviceOnCall, c] => {
+                if let Some(d) = choice(c, v) {
+                    p.device = Some(d);
                 }
-                append(&mut text, Cow::Borrowed(c));
+            }
+            [LocalConnectionInfo] => p.state = Some(v),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct DeviceListSink<'a>(DeviceList<'a>);
+
+impl<'a> Sink<'a> for DeviceListSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        if let [Sym::DeviceList] = parents
+            && sym == Sym::Device
+        {
+            self.0.devices.push(ListedDevice::default());
+        }
+        sym != Sym::Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        use Sym::*;
+        let l = &mut self.0;
+        match *path {
+            [ServiceCrossRefId] => l.service_cross_ref = Some(v),
+            [SegmentId] => l.segment_id = parse_u32(&v),
+            [LastSegment] => l.last_segment = parse_bool(&v),
+            [DeviceList, Device, c] => {
+                if let Some(d) = l.devices.last_mut() {
+                    match c {
+                        DeviceId => d.id = Some(v),
+                        DeviceCategory => d.category = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `GetCSTAFeaturesResponse`: the group and leaf names are open-ended, so this sink looks at local
+/// names, not symbols.
+#[derive(Default)]
+struct FeaturesSink<'a> {
+    services: Vec<Str<'a>>,
+    events: Vec<Str<'a>>,
+}
+
+impl<'a> Sink<'a> for FeaturesSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        match parents {
+            [] => matches!(sym, Sym::SupportedServices | Sym::SupportedEvents),
+            [_] | [_, _] => true,
+            _ => false,
+        }
+    }
+
+    fn leaf(&mut self, path: &[Sym], qname: &'a [u8], v: Str<'a>) {
+        if parse_bool(&v) != Some(true) {
+            return;
+        }
+        let local = match qname.iter().rposition(|&c| c == b':') {
+            Some(i) => &qname[i + 1..],
+            None => qname,
+        };
+        // Names are cut at ASCII delimiters of a valid UTF-8 document.
+        let local = std::str::from_utf8(local).unwrap_or_default();
+        match path {
+            [Sym::SupportedServices, _, _] => self.services.push(Cow::Borrowed(local)),
+            [Sym::SupportedEvents, _, _] => self.events.push(Cow::Borrowed(local)),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct AgentStateSink<'a>(Vec<AgentStateEntry<'a>>);
+
+impl<'a> Sink<'a> for AgentStateSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        use Sym::*;
+        match *parents {
+            [AgentStateList] if sym == AgentStateEntry => {
+                self.0.push(super::AgentStateEntry::default());
+            }
+            [AgentStateList, AgentStateEntry] if sym == AgentInfo => {
+                if let Some(a) = self.0.last_mut() {
+                    a.info.push(super::AgentInfo::default());
+                }
+            }
+            _ => {}
+        }
+        sym != Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        use Sym::*;
+        let [AgentStateList, AgentStateEntry, rest @ ..] = path else {
+            return;
+        };
+        let Some(a) = self.0.last_mut() else {
+            return;
+        };
+        match *rest {
+            [AgentId] => a.agent_id = Some(v),
+            [LoggedOnState] => a.logged_on = parse_bool(&v),
+            [AgentInfo, c] => {
+                if let Some(i) = a.info.last_mut() {
+                    match c {
+                        AcdGroup => i.acd_group = Some(v),
+                        AgentState => i.state = Some(v),
+                        PendingAgentState => i.pending_state = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct ForwardingSink<'a>(Vec<ForwardItem<'a>>);
+
+impl<'a> Sink<'a> for ForwardingSink<'a> {
+    fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
+        if let [Sym::ForwardingList] = parents
+            && sym == Sym::ForwardListItem
+        {
+            self.0.push(ForwardItem::default());
+        }
+        sym != Sym::Other
+    }
+
+    fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
+        use Sym::*;
+        if let [ForwardingList, ForwardListItem, c] = *path
+            && let Some(f) = self.0.last_mut()
+        {
+            match c {
+                ForwardingType => f.forwarding_type = Some(v),
+                ForwardStatus => f.on = parse_bool(&v),
+                ForwardDn => f.to = Some(v),
+                _ => {}
             }
         }
     }
-    if depth > 0 {
-        return Err(XmlError::Truncated);
-    }
-    let Some((name, namespace)) = root else {
-        return Err(XmlError::NoRoot);
-    };
-    Ok(Document {
-        name: Cow::Borrowed(name),
-        namespace: namespace.map(Cow::Borrowed),
-        message: builder.finish(),
-    })
 }
+
+/// Element names the decoder acts on, matched by local name. Anything else is [`Sym::Other`] and
+/// its subtree is skipped without looking at its names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Sym {
+    Other,
+    /// `monitorCrossRefID`
+    MonitorCrossRefId,
+    /// `callID`
+    CallId,
+    /// `deviceID`
+    DeviceId,
+    /// `deviceIdentifier`
+    DeviceIdentifier,
+    /// `numberDialed`
+    NumberDialed,
+    /// `notKnown`
+    NotKnown,
+    /// `restricted`
+    Restricted,
+    /// `notRequired`
+    NotRequired,
+    /// `notSpecified`
+    NotSpecified,
+    /// `localConnectionInfo`
+    LocalConnectionInfo,
+    /// `cause`
+    Cause,
+    /// `string`
+    String,
+    /// `correlatorData`
+    CorrelatorData,
+    /// `userData`
+    UserData,
+    /// `connection`
+    Connection,
+    /// `establishedConnection`
+    EstablishedConnection,
+    /// `droppedConnection`
+    DroppedConnection,
+    /// `heldConnection`
+    HeldConnection,
+    /// `retrievedConnection`
+    RetrievedConnection,
+    /// `initiatedConnection`
+    InitiatedConnection,
+    /// `originatedConnection`
+    OriginatedConnection,
+    /// `failedConnection`
+    FailedConnection,
+    /// `queuedConnection`
+    QueuedConnection,
+    /// `clearedCall`
+    ClearedCall,
+    /// `offeredConnection`
+    OfferedConnection,
+    /// `bridgedConnection`
+    BridgedConnection,
+    /// `outboundConnection`
+    OutboundConnection,
+    /// `dialingConnection`
+    DialingConnection,
+    /// `primaryOldCall`
+    PrimaryOldCall,
+    /// `secondaryOldCall`
+    SecondaryOldCall,
+    /// `originatingNIDConnection`
+    OriginatingNidConnection,
+    /// `originatinNIDConnection`
+    OriginatinNidConnection,
+    /// `alertingDevice`
+    AlertingDevice,
+    /// `answeringDevice`
+    AnsweringDevice,
+    /// `releasingDevice`
+    ReleasingDevice,
+    /// `holdingDevice`
+    HoldingDevice,
+    /// `retrievingDevice`
+    RetrievingDevice,
+    /// `initiatingDevice`
+    InitiatingDevice,
+    /// `transferringDevice`
+    TransferringDevice,
+    /// `conferencingDevice`
+    ConferencingDevice,
+    /// `divertingDevice`
+    DivertingDevice,
+    /// `failingDevice`
+    FailingDevice,
+    /// `queue`
+    Queue,
+    /// `agentDevice`
+    AgentDevice,
+    /// `device`
+    Device,
+    /// `offeredDevice`
+    OfferedDevice,
+    /// `bridgedAppearance`
+    BridgedAppearance,
+    /// `bridgingDevice`
+    BridgingDevice,
+    /// `dialingDevice`
+    DialingDevice,
+    /// `networkInterfaceUsed`
+    NetworkInterfaceUsed,
+    /// `chargedDevice`
+    ChargedDevice,
+    /// `callingDevice`
+    CallingDevice,
+    /// `calledDevice`
+    CalledDevice,
+    /// `lastRedirectionDevice`
+    LastRedirectionDevice,
+    /// `transferredToDevice`
+    TransferredToDevice,
+    /// `addedParty`
+    AddedParty,
+    /// `newDestination`
+    NewDestination,
+    /// `networkCallingDevice`
+    NetworkCallingDevice,
+    /// `networkCalledDevice`
+    NetworkCalledDevice,
+    /// `associatedCallingDevice`
+    AssociatedCallingDevice,
+    /// `associatedCalledDevice`
+    AssociatedCalledDevice,
+    /// `transferredConnections`
+    TransferredConnections,
+    /// `conferenceConnections`
+    ConferenceConnections,
+    /// `connectionListItem`
+    ConnectionListItem,
+    /// `newConnection`
+    NewConnection,
+    /// `agentID`
+    AgentId,
+    /// `acdGroup`
+    AcdGroup,
+    /// `pendingAgentState`
+    PendingAgentState,
+    /// `doNotDisturbOn`
+    DoNotDisturbOn,
+    /// `forwardingType`
+    ForwardingType,
+    /// `forwardStatus`
+    ForwardStatus,
+    /// `forwardTo`
+    ForwardTo,
+    /// `forwardDefault`
+    ForwardDefault,
+    /// `ringCount`
+    RingCount,
+    /// `numberQueued`
+    NumberQueued,
+    /// `callsInFront`
+    CallsInFront,
+    /// `originatingDevice`
+    OriginatingDevice,
+    /// `dialingSequence`
+    DialingSequence,
+    /// `digitGeneratedList`
+    DigitGeneratedList,
+    /// `toneGenerated`
+    ToneGenerated,
+    /// `accountInfo`
+    AccountInfo,
+    /// `chargingInfo`
+    ChargingInfo,
+    /// `numberUnits`
+    NumberUnits,
+    /// `numberOfChargeUnits`
+    NumberOfChargeUnits,
+    /// `chargingUnitsRecord`
+    ChargingUnitsRecord,
+    /// `chargingUnits`
+    ChargingUnits,
+    /// `typeOfUnits`
+    TypeOfUnits,
+    /// `numberOfCurrencyUnits`
+    NumberOfCurrencyUnits,
+    /// `currencyType`
+    CurrencyType,
+    /// `currencyAmount`
+    CurrencyAmount,
+    /// `currencyMultiplier`
+    CurrencyMultiplier,
+    /// `typeOfChargingInfo`
+    TypeOfChargingInfo,
+    /// `primaryCall`
+    PrimaryCall,
+    /// `secondaryCall`
+    SecondaryCall,
+    /// `connectionID`
+    ConnectionId,
+    /// `localConnectionState`
+    LocalConnectionState,
+    /// `systemStatus`
+    SystemStatus,
+    /// `sysStatRegisterID`
+    SysStatRegisterId,
+    /// `transferredCall`
+    TransferredCall,
+    /// `initiatedCall`
+    InitiatedCall,
+    /// `conferenceCall`
+    ConferenceCall,
+    /// `crossRefIDorSnapshotData`
+    CrossRefIdorSnapshotData,
+    /// `serviceCrossRefID`
+    ServiceCrossRefId,
+    /// `snapshotData`
+    SnapshotData,
+    /// `snapshotDeviceResponseInfo`
+    SnapshotDeviceResponseInfo,
+    /// `connectionIdentifier`
+    ConnectionIdentifier,
+    /// `endpointDevice`
+    EndpointDevice,
+    /// `localCallState`
+    LocalCallState,
+    /// `compoundCallState`
+    CompoundCallState,
+    /// `simpleCallState`
+    SimpleCallState,
+    /// `snapshotCallResponseInfo`
+    SnapshotCallResponseInfo,
+    /// `deviceOnCall`
+    DeviceOnCall,
+    /// `callIdentifier`
+    CallIdentifier,
+    /// `segmentID`
+    SegmentId,
+    /// `lastSegment`
+    LastSegment,
+    /// `deviceList`
+    DeviceList,
+    /// `deviceCategory`
+    DeviceCategory,
+    /// `supportedServices`
+    SupportedServices,
+    /// `supportedEvents`
+    SupportedEvents,
+    /// `agentStateList`
+    AgentStateList,
+    /// `agentStateEntry`
+    AgentStateEntry,
+    /// `loggedOnState`
+    LoggedOnState,
+    /// `agentInfo`
+    AgentInfo,
+    /// `agentState`
+    AgentState,
+    /// `forwardingList`
+    ForwardingList,
+    /// `forwardListItem`
+    ForwardListItem,
+    /// `forwardDN`
+    ForwardDn,
+    /// `sessionID`
+    SessionId,
+    /// `actualProtocolVersion`
+    ActualProtocolVersion,
+    /// `actualSessionDuration`
+    ActualSessionDuration,
+    /// `errorCode`
+    ErrorCode,
+}
+
+/// The symbol of the local name `b[start..end]` (`b` is the whole document, so the words around
+/// a short name can be loaded in one go and masked).
+///
+/// A perfect hash of the first and last eight bytes and the length picks the one candidate, which
+/// is then compared; about twenty instructions whatever the name.
+#[inline(always)]
+fn sym_at(b: &[u8], start: usize, end: usize) -> Sym {
+    let Some(name) = b.get(start..end) else {
+        return Sym::Other;
+    };
+    let len = name.len();
+    let (w0, wl) = if len >= 8 {
+        (word(name, 0).unwrap_or(0), word(name, len - 8).unwrap_or(0))
+    } else {
+        let w = match word(b, start) {
+            Some(w) => w & ((1u64 << (8 * len)) - 1),
+            None => name
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &c| (acc << 8) | u64::from(c)),
+        };
+        (w, w)
+    };
+    let h = (w0.wrapping_mul(HASH_A) ^ wl.wrapping_mul(HASH_B) ^ (len as u64).wrapping_mul(HASH_C))
+        >> (64 - HASH_BITS);
+    let (candidate, sym) = NAMES[usize::from(SLOTS[h as usize])];
+    if same(candidate, name) {
+        sym
+    } else {
+        Sym::Other
+    }
+}
+
+/// The symbol of a local name.
+#[cfg(test)]
+fn sym(name: &[u8]) -> Sym {
+    sym_at(name, 0, name.len())
+}
+
+/// Multipliers of the symbol hash, found by search so that the 131 names land in distinct slots.
+const HASH_A: u64 = 0x31e7aed141cbcc3b;
+const HASH_B: u64 = 0x10170d2bbf4e302d;
+const HASH_C: u64 = 0x9b09ab55e6077d79;
+/// log2 of the slot count.
+const HASH_BITS: u32 = 11;
+
+/// The names by symbol (index 0 is [`Sym::Other`], which has none).
+const NAMES: [(&[u8], Sym); 132] = [
+    (b"", Sym::Other),
+    (b"monitorCrossRefID", Sym::MonitorCrossRefId),
+    (b"callID", Sym::CallId),
+    (b"deviceID", Sym::DeviceId),
+    (b"deviceIdentifier", Sym::DeviceIdentifier),
+    (b"numberDialed", Sym::NumberDialed),
+    (b"notKnown", Sym::NotKnown),
+    (b"restricted", Sym::Restricted),
+    (b"notRequired", Sym::NotRequired),
+    (b"notSpecified", Sym::NotSpecified),
+    (b"localConnectionInfo", Sym::LocalConnectionInfo),
+    (b"cause", Sym::Cause),
+    (b"string", Sym::String),
+    (b"correlatorData", Sym::CorrelatorData),
+    (b"userData", Sym::UserData),
+    (b"connection", Sym::Connection),
+    (b"establishedConnection", Sym::EstablishedConnection),
+    (b"droppedConnection", Sym::DroppedConnection),
+    (b"heldConnection", Sym::HeldConnection),
+    (b"retrievedConnection", Sym::RetrievedConnection),
+    (b"initiatedConnection", Sym::InitiatedConnection),
+    (b"originatedConnection", Sym::OriginatedConnection),
+    (b"failedConnection", Sym::FailedConnection),
+    (b"queuedConnection", Sym::QueuedConnection),
+    (b"clearedCall", Sym::ClearedCall),
+    (b"offeredConnection", Sym::OfferedConnection),
+    (b"bridgedConnection", Sym::BridgedConnection),
+    (b"outboundConnection", Sym::OutboundConnection),
+    (b"dialingConnection", Sym::DialingConnection),
+    (b"primaryOldCall", Sym::PrimaryOldCall),
+    (b"secondaryOldCall", Sym::SecondaryOldCall),
+    (b"originatingNIDConnection", Sym::OriginatingNidConnection),
+    (b"originatinNIDConnection", Sym::OriginatinNidConnection),
+    (b"alertingDevice", Sym::AlertingDevice),
+    (b"answeringDevice", Sym::AnsweringDevice),
+    (b"releasingDevice", Sym::ReleasingDevice),
+    (b"holdingDevice", Sym::HoldingDevice),
+    (b"retrievingDevice", Sym::RetrievingDevice),
+    (b"initiatingDevice", Sym::InitiatingDevice),
+    (b"transferringDevice", Sym::TransferringDevice),
+    (b"conferencingDevice", Sym::ConferencingDevice),
+    (b"divertingDevice", Sym::DivertingDevice),
+    (b"failingDevice", Sym::FailingDevice),
+    (b"queue", Sym::Queue),
+    (b"agentDevice", Sym::AgentDevice),
+    (b"device", Sym::Device),
+    (b"offeredDevice", Sym::OfferedDevice),
+    (b"bridgedAppearance", Sym::BridgedAppearance),
+    (b"bridgingDevice", Sym::BridgingDevice),
+    (b"dialingDevice", Sym::DialingDevice),
+    (b"networkInterfaceUsed", Sym::NetworkInterfaceUsed),
+    (b"chargedDevice", Sym::ChargedDevice),
+    (b"callingDevice", Sym::CallingDevice),
+    (b"calledDevice", Sym::CalledDevice),
+    (b"lastRedirectionDevice", Sym::LastRedirectionDevice),
+    (b"transferredToDevice", Sym::TransferredToDevice),
+    (b"addedParty", Sym::AddedParty),
+    (b"newDestination", Sym::NewDestination),
+    (b"networkCallingDevice", Sym::NetworkCallingDevice),
+    (b"networkCalledDevice", Sym::NetworkCalledDevice),
+    (b"associatedCallingDevice", Sym::AssociatedCallingDevice),
+    (b"associatedCalledDevice", Sym::AssociatedCalledDevice),
+    (b"transferredConnections", Sym::TransferredConnections),
+    (b"conferenceConnections", Sym::ConferenceConnections),
+    (b"connectionListItem", Sym::ConnectionListItem),
+    (b"newConnection", Sym::NewConnection),
+    (b"agentID", Sym::AgentId),
+    (b"acdGroup", Sym::AcdGroup),
+    (b"pendingAgentState", Sym::PendingAgentState),
+    (b"doNotDisturbOn", Sym::DoNotDisturbOn),
+    (b"forwardingType", Sym::ForwardingType),
+    (b"forwardStatus", Sym::ForwardStatus),
+    (b"forwardTo", Sym::ForwardTo),
+    (b"forwardDefault", Sym::ForwardDefault),
+    (b"ringCount", Sym::RingCount),
+    (b"numberQueued", Sym::NumberQueued),
+    (b"callsInFront", Sym::CallsInFront),
+    (b"originatingDevice", Sym::OriginatingDevice),
+    (b"dialingSequence", Sym::DialingSequence),
+    (b"digitGeneratedList", Sym::DigitGeneratedList),
+    (b"toneGenerated", Sym::ToneGenerated),
+    (b"accountInfo", Sym::AccountInfo),
+    (b"chargingInfo", Sym::ChargingInfo),
+    (b"numberUnits", Sym::NumberUnits),
+    (b"numberOfChargeUnits", Sym::NumberOfChargeUnits),
+    (b"chargingUnitsRecord", Sym::ChargingUnitsRecord),
+    (b"chargingUnits", Sym::ChargingUnits),
+    (b"typeOfUnits", Sym::TypeOfUnits),
+    (b"numberOfCurrencyUnits", Sym::NumberOfCurrencyUnits),
+    (b"currencyType", Sym::CurrencyType),
+    (b"currencyAmount", Sym::CurrencyAmount),
+    (b"currencyMultiplier", Sym::CurrencyMultiplier),
+    (b"typeOfChargingInfo", Sym::TypeOfChargingInfo),
+    (b"primaryCall", Sym::PrimaryCall),
+    (b"secondaryCall", Sym::SecondaryCall),
+    (b"connectionID", Sym::ConnectionId),
+    (b"localConnectionState", Sym::LocalConnectionState),
+    (b"systemStatus", Sym::SystemStatus),
+    (b"sysStatRegisterID", Sym::SysStatRegisterId),
+    (b"transferredCall", Sym::TransferredCall),
+    (b"initiatedCall", Sym::InitiatedCall),
+    (b"conferenceCall", Sym::ConferenceCall),
+    (b"crossRefIDorSnapshotData", Sym::CrossRefIdorSnapshotData),
+    (b"serviceCrossRefID", Sym::ServiceCrossRefId),
+    (b"snapshotData", Sym::SnapshotData),
+    (
+        b"snapshotDeviceResponseInfo",
+        Sym::SnapshotDeviceResponseInfo,
+    ),
+    (b"connectionIdentifier", Sym::ConnectionIdentifier),
+    (b"endpointDevice", Sym::EndpointDevice),
+    (b"localCallState", Sym::LocalCallState),
+    (b"compoundCallState", Sym::CompoundCallState),
+    (b"simpleCallState", Sym::SimpleCallState),
+    (b"snapshotCallResponseInfo", Sym::SnapshotCallResponseInfo),
+    (b"deviceOnCall", Sym::DeviceOnCall),
+    (b"callIdentifier", Sym::CallIdentifier),
+    (b"segmentID", Sym::SegmentId),
+    (b"lastSegment", Sym::LastSegment),
+    (b"deviceList", Sym::DeviceList),
+    (b"deviceCategory", Sym::DeviceCategory),
+    (b"supportedServices", Sym::SupportedServices),
+    (b"supportedEvents", Sym::SupportedEvents),
+    (b"agentStateList", Sym::AgentStateList),
+    (b"agentStateEntry", Sym::AgentStateEntry),
+    (b"loggedOnState", Sym::LoggedOnState),
+    (b"agentInfo", Sym::AgentInfo),
+    (b"agentState", Sym::AgentState),
+    (b"forwardingList", Sym::ForwardingList),
+    (b"forwardListItem", Sym::ForwardListItem),
+    (b"forwardDN", Sym::ForwardDn),
+    (b"sessionID", Sym::SessionId),
+    (b"actualProtocolVersion", Sym::ActualProtocolVersion),
+    (b"actualSessionDuration", Sym::ActualSessionDuration),
+    (b"errorCode", Sym::ErrorCode),
+];
+
+/// Slot → index into [`NAMES`] (0: no name hashes there).
+const SLOTS: [u8; 1 << HASH_BITS] = {
+    let mut t = [0u8; 1 << HASH_BITS];
+    t[1] = 31;
+    t[19] = 101;
+    t[30] = 47;
+    t[32] = 111;
+    t[39] = 110;
+    t[48] = 122;
+    t[68] = 35;
+    t[73] = 109;
+    t[74] = 6;
+    t[169] = 107;
+    t[206] = 22;
+    t[208] = 73;
+    t[225] = 9;
+    t[234] = 29;
+    t[238] = 86;
+    t[252] = 60;
+    t[260] = 3;
+    t[331] = 82;
+    t[334] = 99;
+    t[335] = 66;
+    t[336] = 98;
+    t[371] = 103;
+    t[373] = 96;
+    t[393] = 46;
+    t[397] = 43;
+    t[400] = 105;
+    t[420] = 65;
+    t[432] = 24;
+    t[450] = 121;
+    t[468] = 90;
+    t[477] = 49;
+    t[520] = 4;
+    t[563] = 23;
+    t[566] = 42;
+    t[580] = 117;
+    t[593] = 51;
+    t[599] = 119;
+    t[614] = 130;
+    t[621] = 89;
+    t[626] = 18;
+    t[627] = 88;
+    t[671] = 104;
+    t[678] = 59;
+    t[700] = 54;
+    t[715] = 38;
+    t[750] = 33;
+    t[754] = 27;
+    t[755] = 30;
+    t[760] = 5;
+    t[768] = 63;
+    t[769] = 95;
+    t[796] = 78;
+    t[808] = 32;
+    t[814] = 115;
+    t[838] = 50;
+    t[862] = 67;
+    t[873] = 69;
+    t[913] = 76;
+    t[916] = 26;
+    t[961] = 118;
+    t[991] = 126;
+    t[1003] = 57;
+    t[1030] = 125;
+    t[1108] = 61;
+    t[1143] = 124;
+    t[1153] = 113;
+    t[1160] = 40;
+    t[1178] = 120;
+    t[1184] = 21;
+    t[1211] = 28;
+    t[1224] = 34;
+    t[1235] = 100;
+    t[1241] = 129;
+    t[1245] = 114;
+    t[1285] = 55;
+    t[1298] = 74;
+    t[1304] = 13;
+    t[1338] = 123;
+    t[1345] = 48;
+    t[1355] = 81;
+    t[1370] = 15;
+    t[1383] = 79;
+    t[1435] = 45;
+    t[1443] = 64;
+    t[1471] = 25;
+    t[1497] = 71;
+    t[1517] = 19;
+    t[1523] = 77;
+    t[1576] = 127;
+    t[1578] = 72;
+    t[1600] = 52;
+    t[1603] = 108;
+    t[1608] = 68;
+    t[1622] = 102;
+    t[1652] = 17;
+    t[1658] = 53;
+    t[1660] = 14;
+    t[1670] = 106;
+    t[1692] = 44;
+    t[1704] = 36;
+    t[1719] = 97;
+    t[1747] = 56;
+    t[1769] = 8;
+    t[1777] = 12;
+    t[1784] = 80;
+    t[1801] = 7;
+    t[1808] = 83;
+    t[1811] = 112;
+    t[1812] = 91;
+    t[1821] = 58;
+    t[1836] = 37;
+    t[1847] = 84;
+    t[1860] = 1;
+    t[1874] = 16;
+    t[1878] = 70;
+    t[1881] = 2;
+    t[1889] = 116;
+    t[1895] = 11;
+    t[1896] = 41;
+    t[1901] = 62;
+    t[1903] = 85;
+    t[1957] = 131;
+    t[1966] = 128;
+    t[1970] = 87;
+    t[1985] = 92;
+    t[1994] = 20;
+    t[1997] = 39;
+    t[2022] = 94;
+    t[2025] = 10;
+    t[2032] = 93;
+    t[2043] = 75;
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -626,7 +2093,7 @@ mod tests {
             <snapshotDeviceResponseInfo><connectionIdentifier><callID>2</callID></connectionIdentifier>\
             <localCallState><simpleCallState>callDelivered</simpleCallState></localCallState></snapshotDeviceResponseInfo>\
             </snapshotData></crossRefIDorSnapshotData></SnapshotDeviceResponse>").unwrap();
-        let Message::Response(Response::SnapshotDevice { calls }) = d.message else {
+        let Message::Response(Response::SnapshotDevice { calls, .. }) = d.message else {
             panic!()
         };
         assert_eq!(calls.len(), 2);
@@ -684,10 +2151,37 @@ mod tests {
     }
 
     #[test]
+    fn every_symbol_hashes_to_itself() {
+        for (name, sym_of) in NAMES.iter().skip(1) {
+            assert_eq!(sym(name), *sym_of, "{}", String::from_utf8_lossy(name));
+            // Inside a longer document too (short names are loaded with what follows them).
+            let mut doc = name.to_vec();
+            doc.extend_from_slice(b">rest of the document");
+            assert_eq!(sym_at(&doc, 0, name.len()), *sym_of);
+            // Near misses are not symbols.
+            let mut other = name.to_vec();
+            let last = other.len() - 1;
+            other[last] ^= 0x20;
+            assert_eq!(sym(&other), Sym::Other);
+            assert_eq!(sym(&name[..last]), Sym::Other);
+        }
+        for other in [
+            &b"x"[..],
+            b"extensions",
+            b"privateData",
+            b"servicesPermitted",
+            b"",
+        ] {
+            assert_eq!(sym(other), Sym::Other);
+        }
+    }
+
+    #[test]
     fn attr_parsing() {
-        assert_eq!(attr(r#" a="1" b='2>' c = "3""#, "b"), Some("2>"));
-        assert_eq!(attr(r#" a="1" c = "3""#, "c"), Some("3"));
-        assert_eq!(attr(r#" a="1""#, "z"), None);
-        assert_eq!(attr(r#" a=1"#, "a"), None);
+        assert_eq!(attr(r#" a="1" b='2>' c = "3""#, "", "b"), Some("2>"));
+        assert_eq!(attr(r#" a="1" c = "3""#, "", "c"), Some("3"));
+        assert_eq!(attr(r#" a="1""#, "", "z"), None);
+        assert_eq!(attr(r#" a=1"#, "", "a"), None);
+        assert_eq!(attr(r#" xmlns:x="u" x="v""#, "xmlns:", "x"), Some("u"));
     }
 }

@@ -1,4 +1,7 @@
-//! Encoder for the requests the gateway sends, in the namespace the PBX profile names.
+//! Encoder for the requests the gateway sends, in the namespace the PBX profile names (the
+//! ECMA-354 application-session requests always go in their own namespace).
+//!
+//! Every value is escaped with [`escape_into`]; element names are fixed strings.
 
 use bytes::BytesMut;
 
@@ -17,6 +20,12 @@ pub mod ns {
     /// ECMA-354 application session.
     pub const APPL_SESSION: &str =
         "http://www.ecma-international.org/standards/ecma-354/appl_session";
+    /// Avaya's private namespace (DMCC `SessionLoginInfo`, private data).
+    pub const AVAYA: &str = "http://www.avaya.com/csta";
+    /// Vodia/pbxnsip's private namespace (DMCC-compatible `SessionLoginInfo`).
+    pub const PBXNSIP: &str = "http://www.pbxnsip.com/schemas/csta";
+    /// XML Schema instance (for `xsi:type`).
+    pub const XSI: &str = "http://www.w3.org/2001/XMLSchema-instance";
 }
 
 /// A connection identifier to put in a request.
@@ -105,6 +114,38 @@ pub enum Request<'r> {
         state: &'r str,
         agent_id: Option<&'r str>,
     },
+    /// ECMA-354 `StartApplicationSession` (Avaya DMCC, Vodia). The login goes in
+    /// `applicationSpecificInfo/SessionLoginInfo` in `login_namespace` when a user name is given.
+    StartApplicationSession {
+        /// `applicationInfo/applicationID`.
+        application_id: &'r str,
+        /// `SessionLoginInfo/userName`.
+        user_name: Option<&'r str>,
+        /// `SessionLoginInfo/password`.
+        password: Option<&'r str>,
+        /// `SessionLoginInfo/sessionCleanupDelay` in seconds.
+        session_cleanup_delay: Option<u32>,
+        /// Namespace of `SessionLoginInfo` ([`ns::AVAYA`] or [`ns::PBXNSIP`]).
+        login_namespace: &'r str,
+        /// `requestedProtocolVersions/protocolVersion`, in order of preference.
+        protocol_versions: &'r [&'r str],
+        /// `requestedSessionDuration` in seconds.
+        session_duration: Option<u32>,
+    },
+    /// ECMA-354 keep-alive, sent every half session duration.
+    ResetApplicationSessionTimer {
+        session_id: &'r str,
+        session_duration: u32,
+    },
+    /// ECMA-354 `StopApplicationSession` with `definedEndReason` `normal`.
+    StopApplicationSession {
+        session_id: &'r str,
+    },
+    /// Ask for the switch's device list; it arrives in `SwitchingFunctionDevices` segments.
+    GetSwitchingFunctionDevices {
+        device: Option<&'r str>,
+        category: Option<&'r str>,
+    },
 }
 
 impl Request<'_> {
@@ -132,14 +173,31 @@ impl Request<'_> {
             Request::SetDoNotDisturb { .. } => "SetDoNotDisturb",
             Request::SetForwarding { .. } => "SetForwarding",
             Request::SetAgentState { .. } => "SetAgentState",
+            Request::StartApplicationSession { .. } => "StartApplicationSession",
+            Request::ResetApplicationSessionTimer { .. } => "ResetApplicationSessionTimer",
+            Request::StopApplicationSession { .. } => "StopApplicationSession",
+            Request::GetSwitchingFunctionDevices { .. } => "GetSwitchingFunctionDevices",
+        }
+    }
+
+    /// The namespace the request is written in: ECMA-354 requests use [`ns::APPL_SESSION`]
+    /// whatever the profile says; everything else uses `profile`.
+    pub fn namespace<'n>(&self, profile: &'n str) -> &'n str {
+        match self {
+            Request::StartApplicationSession { .. }
+            | Request::ResetApplicationSessionTimer { .. }
+            | Request::StopApplicationSession { .. } => ns::APPL_SESSION,
+            _ => profile,
         }
     }
 }
 
-/// Writes `req` as an XML document (declaration included) in namespace `ns` into `out`.
+/// Writes `req` as an XML document (declaration included) into `out`, in namespace `ns` (none if
+/// empty) or, for the ECMA-354 requests, in [`ns::APPL_SESSION`].
 pub fn encode(req: &Request<'_>, ns: &str, out: &mut BytesMut) {
     let mut w = Writer { out };
     let root = req.name();
+    let ns = req.namespace(ns);
     w.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?><");
     w.raw(root);
     if !ns.is_empty() {
@@ -219,6 +277,68 @@ pub fn encode(req: &Request<'_>, ns: &str, out: &mut BytesMut) {
             w.leaf("requestedAgentState", state);
             if let Some(id) = agent_id {
                 w.leaf("agentID", id);
+            }
+        }
+        Request::StartApplicationSession {
+            application_id,
+            user_name,
+            password,
+            session_cleanup_delay,
+            login_namespace,
+            protocol_versions,
+            session_duration,
+        } => {
+            w.open("applicationInfo");
+            w.leaf("applicationID", application_id);
+            if let Some(user) = user_name {
+                w.open("applicationSpecificInfo");
+                // DMCC reads the login as a typed vendor element.
+                w.raw("<ns1:SessionLoginInfo xmlns:ns1=\"");
+                w.text(login_namespace);
+                w.raw("\" xmlns:xsi=\"");
+                w.raw(ns::XSI);
+                w.raw("\" xsi:type=\"ns1:SessionLoginInfo\">");
+                w.leaf("ns1:userName", user);
+                if let Some(pw) = password {
+                    w.leaf("ns1:password", pw);
+                }
+                if let Some(delay) = session_cleanup_delay {
+                    w.leaf("ns1:sessionCleanupDelay", &delay.to_string());
+                }
+                w.close("ns1:SessionLoginInfo");
+                w.close("applicationSpecificInfo");
+            }
+            w.close("applicationInfo");
+            if !protocol_versions.is_empty() {
+                w.open("requestedProtocolVersions");
+                for v in protocol_versions {
+                    w.leaf("protocolVersion", v);
+                }
+                w.close("requestedProtocolVersions");
+            }
+            if let Some(d) = session_duration {
+                w.leaf("requestedSessionDuration", &d.to_string());
+            }
+        }
+        Request::ResetApplicationSessionTimer {
+            session_id,
+            session_duration,
+        } => {
+            w.leaf("sessionID", session_id);
+            w.leaf("requestedSessionDuration", &session_duration.to_string());
+        }
+        Request::StopApplicationSession { session_id } => {
+            w.leaf("sessionID", session_id);
+            w.open("sessionEndReason");
+            w.leaf("definedEndReason", "normal");
+            w.close("sessionEndReason");
+        }
+        Request::GetSwitchingFunctionDevices { device, category } => {
+            if let Some(d) = device {
+                w.leaf("requestedDeviceID", d);
+            }
+            if let Some(c) = category {
+                w.leaf("requestedDeviceCategory", c);
             }
         }
     }
@@ -355,6 +475,26 @@ mod tests {
                 state: "ready",
                 agent_id: None,
             },
+            Request::StartApplicationSession {
+                application_id: "ctigate",
+                user_name: Some("u<1>"),
+                password: Some("p&\"'"),
+                session_cleanup_delay: Some(60),
+                login_namespace: ns::AVAYA,
+                protocol_versions: &[
+                    "http://www.ecma-international.org/standards/ecma-323/csta/ed3/priv5",
+                ],
+                session_duration: Some(180),
+            },
+            Request::ResetApplicationSessionTimer {
+                session_id: "469421A9364D46D6444524AE41BEAD72-0",
+                session_duration: 180,
+            },
+            Request::StopApplicationSession { session_id: "s&1" },
+            Request::GetSwitchingFunctionDevices {
+                device: None,
+                category: Some("station"),
+            },
         ];
         for r in &all {
             let s = enc(r);
@@ -378,5 +518,32 @@ mod tests {
             "a MonitorStart decodes as a request"
         );
         let _ = Response::Ack;
+    }
+
+    #[test]
+    fn application_session_requests_use_the_ecma_354_namespace() {
+        let s = enc(&Request::StopApplicationSession { session_id: "42" });
+        assert_eq!(
+            s,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><StopApplicationSession xmlns=\"{}\"><sessionID>42</sessionID><sessionEndReason><definedEndReason>normal</definedEndReason></sessionEndReason></StopApplicationSession>",
+                ns::APPL_SESSION
+            )
+        );
+        let s = enc(&Request::StartApplicationSession {
+            application_id: "app",
+            user_name: Some("u"),
+            password: Some("p<"),
+            session_cleanup_delay: Some(60),
+            login_namespace: ns::AVAYA,
+            protocol_versions: &["3.0"],
+            session_duration: Some(180),
+        });
+        assert!(s.contains(&format!(
+            "<StartApplicationSession xmlns=\"{}\">",
+            ns::APPL_SESSION
+        )));
+        assert!(s.contains("<applicationInfo><applicationID>app</applicationID><applicationSpecificInfo><ns1:SessionLoginInfo xmlns:ns1=\"http://www.avaya.com/csta\""));
+        assert!(s.contains("<ns1:userName>u</ns1:userName><ns1:password>p&lt;</ns1:password><ns1:sessionCleanupDelay>60</ns1:sessionCleanupDelay></ns1:SessionLoginInfo></applicationSpecificInfo></applicationInfo><requestedProtocolVersions><protocolVersion>3.0</protocolVersion></requestedProtocolVersions><requestedSessionDuration>180</requestedSessionDuration></StartApplicationSession>"));
     }
 }

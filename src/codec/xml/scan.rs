@@ -2,8 +2,14 @@
 //!
 //! It yields start/end tags, text and CDATA as slices of the input, skips the declaration, processing
 //! instructions and comments, and rejects DOCTYPE (no DTDs, so no entity expansion attacks). It checks
-//! what a CSTA decoder relies on (tags close in order, quotes balance, references are well formed) and
-//! nothing more; names are matched by local part by the caller.
+//! what a CSTA decoder relies on (names are well formed, quotes balance, references are well formed;
+//! the decoder checks that tags close in order) and nothing more; names are matched by local part by
+//! the caller.
+//!
+//! The hot paths are written for short tags and values: names and text are scanned eight bytes at a
+//! time (SWAR) instead of with `memchr`, whose set-up costs more than a 12-byte name; an end tag is
+//! compared with the name the caller expects instead of being scanned; and a text token says
+//! whether it holds a reference or a carriage return, so plain values are never looked at twice.
 
 use super::XmlError;
 use std::borrow::Cow;
@@ -11,21 +17,423 @@ use std::borrow::Cow;
 /// One token of the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Token<'a> {
-    /// `<name attrs>` or `<name attrs/>` (`empty`).
+    /// `<name attrs>` or `<name attrs/>` (`empty`). `local` is `name` without its prefix.
     Start {
         name: &'a str,
+        local: &'a str,
         attrs: &'a str,
         empty: bool,
     },
     /// `</name>`.
     End { name: &'a str },
-    /// Character data as written, references unresolved.
-    Text(&'a str),
-    /// The content of `<![CDATA[…]]>`.
+    /// Character data as written, references unresolved. `plain`: it holds no `&` and no `\r`, so
+    /// it is its own value.
+    Text { raw: &'a str, plain: bool },
+    /// The content of `<![CDATA[…]]>`, line ends not yet normalized.
     CData(&'a str),
 }
 
-/// Tokenizer state: the input and a cursor.
+/// Byte classes for names: 0 = part of a name, 1 = ends a name (whitespace, `/`, `>`), 2 = never
+/// allowed in a name (`<`, `=`, quotes, `&`).
+const NAME_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = 1;
+    t[b'\t' as usize] = 1;
+    t[b'\r' as usize] = 1;
+    t[b'\n' as usize] = 1;
+    t[b'/' as usize] = 1;
+    t[b'>' as usize] = 1;
+    t[b'<' as usize] = 2;
+    t[b'=' as usize] = 2;
+    t[b'"' as usize] = 2;
+    t[b'\'' as usize] = 2;
+    t[b'&' as usize] = 2;
+    t
+};
+
+/// Eight bytes at `i`, if there are eight (one bounds check).
+#[inline(always)]
+pub(crate) fn word(b: &[u8], i: usize) -> Option<u64> {
+    let c: &[u8; 8] = b.get(i..i.wrapping_add(8))?.try_into().ok()?;
+    Some(u64::from_le_bytes(*c))
+}
+
+/// Byte-slice equality, eight bytes at a time (tag names are short; this beats a `bcmp` call).
+#[inline]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        // A short loop beats a `memcmp` call for names like `callID`.
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last, overlapping word covers the tail.
+    word(a, n - 8) == word(b, n - 8)
+}
+
+/// Masks over 16 bytes: bit `k` describes byte `k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TextMasks {
+    /// `<`.
+    pub(crate) lt: u32,
+    /// `&` or `\r`: text holding one needs unescaping or line-end normalization.
+    pub(crate) special: u32,
+}
+
+/// Masks over 16 bytes of a tag name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct NameMasks {
+    /// Bytes that end a name: up to 0x20 (whitespace), `/`, `>`.
+    pub(crate) stop: u32,
+    /// Bytes never allowed in a name: `<`, `=`, `"`, `'`, `&`.
+    pub(crate) bad: u32,
+    /// `:`, which separates a prefix from a local name.
+    pub(crate) colon: u32,
+}
+
+/// SSE2 versions (the x86-64 baseline): one compare per byte class for all 16 bytes.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod sse2 {
+    use super::{NameMasks, TextMasks};
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8,
+    };
+
+    #[target_feature(enable = "sse2")]
+    fn load(c: &[u8; 16]) -> __m128i {
+        // Two plain loads make the vector; the compiler emits one unaligned 16-byte load.
+        let (lo, hi) = c.split_at(8);
+        let word = |w: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            i64::from_le_bytes(a)
+        };
+        _mm_set_epi64x(word(hi), word(lo))
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn bits(v: __m128i) -> u32 {
+        u32::from(_mm_movemask_epi8(v) as u16)
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn eq(v: __m128i, c: u8) -> __m128i {
+        _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8))
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub(super) fn text(c: &[u8; 16]) -> TextMasks {
+        let v = load(c);
+        TextMasks {
+            lt: bits(eq(v, b'<')),
+            special: bits(_mm_or_si128(eq(v, b'&'), eq(v, b'\r'))),
+        }
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub(super) fn name(c: &[u8; 16]) -> NameMasks {
+        let v = load(c);
+        // max(v, 0x20) == 0x20 exactly when v <= 0x20 (unsigned).
+        let sp = _mm_set1_epi8(0x20);
+        let small = _mm_cmpeq_epi8(_mm_max_epu8(v, sp), sp);
+        NameMasks {
+            stop: bits(_mm_or_si128(small, _mm_or_si128(eq(v, b'/'), eq(v, b'>')))),
+            bad: bits(_mm_or_si128(
+                _mm_or_si128(eq(v, b'<'), eq(v, b'=')),
+                _mm_or_si128(_mm_or_si128(eq(v, b'"'), eq(v, b'\'')), eq(v, b'&')),
+            )),
+            colon: bits(eq(v, b':')),
+        }
+    }
+}
+
+/// Portable versions, eight bytes at a time, with exact per-byte tests. On x86-64 they only run
+/// in tests, which hold them equal to the SSE2 versions.
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+mod swar {
+    use super::{NameMasks, TextMasks};
+
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+
+    fn words(c: &[u8; 16]) -> [u64; 2] {
+        let (lo, hi) = c.split_at(8);
+        let word = |w: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            u64::from_le_bytes(a)
+        };
+        [word(lo), word(hi)]
+    }
+
+    /// High bit of each zero byte of `x`, exactly (no borrow crosses bytes).
+    fn zero(x: u64) -> u64 {
+        !(((x & !HI).wrapping_add(!HI)) | x | !HI)
+    }
+
+    fn eq(x: u64, c: u8) -> u64 {
+        zero(x ^ (LO * u64::from(c)))
+    }
+
+    /// High bit of each byte up to 0x20: `(x | 0x80) - 0x21` keeps its high bit exactly for
+    /// the others, and no borrow crosses bytes because each starts at 0x80 or more.
+    fn small(x: u64) -> u64 {
+        !((x | HI).wrapping_sub(LO * 0x21)) & HI & !x
+    }
+
+    /// The high bits of the sixteen bytes, gathered into the low sixteen bits.
+    fn gather(m: [u64; 2]) -> u32 {
+        let g = |x: u64| ((x >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
+        g(m[0]) | (g(m[1]) << 8)
+    }
+
+    pub(super) fn text(c: &[u8; 16]) -> TextMasks {
+        let w = words(c);
+        TextMasks {
+            lt: gather(w.map(|x| eq(x, b'<'))),
+            special: gather(w.map(|x| eq(x, b'&') | eq(x, b'\r'))),
+        }
+    }
+
+    pub(super) fn name(c: &[u8; 16]) -> NameMasks {
+        let w = words(c);
+        NameMasks {
+            stop: gather(w.map(|x| small(x) | eq(x, b'/') | eq(x, b'>'))),
+            bad: gather(
+                w.map(|x| eq(x, b'<') | eq(x, b'=') | eq(x, b'"') | eq(x, b'\'') | eq(x, b'&')),
+            ),
+            colon: gather(w.map(|x| eq(x, b':'))),
+        }
+    }
+}
+
+/// The text masks of 16 bytes, with the fastest implementation this build has.
+#[inline(always)]
+fn text_masks(c: &[u8; 16]) -> TextMasks {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // SAFETY: `sse2::text` only needs the SSE2 instructions, and this code is compiled only
+        // for targets that have them (`target_feature = "sse2"`, on for every x86-64 target).
+        unsafe { sse2::text(c) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        swar::text(c)
+    }
+}
+
+/// The name masks of 16 bytes, with the fastest implementation this build has.
+#[inline(always)]
+fn name_masks(c: &[u8; 16]) -> NameMasks {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // SAFETY: as in `text_masks`.
+        unsafe { sse2::name(c) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        swar::name(c)
+    }
+}
+
+/// Sixteen bytes at `i`, if there are sixteen.
+#[inline(always)]
+fn chunk(b: &[u8], i: usize) -> Option<&[u8; 16]> {
+    b.get(i..i.wrapping_add(16))?.try_into().ok()
+}
+
+/// Text from `i` up to the next `<` (or the end of `b`), and whether it is plain: it holds no `&`
+/// and no `\r`, so it is its own value.
+#[inline(always)]
+pub(crate) fn text_run(b: &[u8], mut i: usize) -> (usize, bool) {
+    // Compact documents put tags back to back: no text at all.
+    if b.get(i) == Some(&b'<') {
+        return (i, true);
+    }
+    let mut plain = true;
+    while let Some(c) = chunk(b, i) {
+        let m = text_masks(c);
+        if m.lt != 0 {
+            let k = m.lt.trailing_zeros();
+            // A byte is never both `<` and `&`, so "no `&` below k" is tz(special) > k.
+            plain &= m.special.trailing_zeros() > k;
+            return (i + k as usize, plain);
+        }
+        plain &= m.special == 0;
+        i += 16;
+    }
+    // Fewer than 16 bytes left.
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'<' => break,
+            b'&' | b'\r' => plain = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    (i, plain)
+}
+
+/// Scans a name starting at `from`; returns its end and where its local part starts. The first
+/// byte must be a letter, `_`, `:` or non-ASCII; the name must end at whitespace, `/` or `>` and
+/// hold none of `<`, `=`, quotes or `&`.
+#[inline(always)]
+pub(crate) fn name_end(b: &[u8], from: usize) -> Result<(usize, usize), XmlError> {
+    match b.get(from) {
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c == b':' || *c >= 0x80 => {}
+        Some(_) => return Err(bad_name(from)),
+        None => return Err(XmlError::Truncated),
+    }
+    let mut i = from;
+    let mut local = from;
+    while let Some(c) = chunk(b, i) {
+        let m = name_masks(c);
+        let k = m.stop.trailing_zeros();
+        let before = if k >= 16 { 0xFFFF } else { (1u32 << k) - 1 };
+        if m.bad & before != 0 {
+            return Err(bad_name(i + m.bad.trailing_zeros() as usize));
+        }
+        let colon = m.colon & before;
+        if colon != 0 {
+            local = i + (32 - colon.leading_zeros()) as usize;
+        }
+        if k < 16 {
+            return Ok((i + k as usize, local));
+        }
+        i += 16;
+    }
+    // Fewer than 16 bytes left.
+    while let Some(&c) = b.get(i) {
+        match NAME_CLASS[usize::from(c)] {
+            0 => {
+                if c == b':' {
+                    local = i + 1;
+                }
+                i += 1;
+            }
+            1 => return Ok((i, local)),
+            _ => return Err(bad_name(i)),
+        }
+    }
+    Err(XmlError::Truncated)
+}
+
+#[cold]
+fn bad_name(at: usize) -> XmlError {
+    XmlError::Syntax {
+        at,
+        what: "invalid element name",
+    }
+}
+
+/// The `>` that ends a tag whose attributes start at `i`. A `>` inside a quoted value does not end
+/// the tag.
+pub(crate) fn attrs_end(b: &[u8], mut i: usize) -> Result<usize, XmlError> {
+    loop {
+        let Some(off) = memchr::memchr3(b'>', b'"', b'\'', b.get(i..).unwrap_or_default()) else {
+            return Err(XmlError::Truncated);
+        };
+        i += off;
+        match b[i] {
+            b'>' => return Ok(i),
+            q => {
+                let Some(close) = memchr::memchr(q, &b[i + 1..]) else {
+                    return Err(XmlError::Truncated);
+                };
+                i += close + 2;
+            }
+        }
+    }
+}
+
+/// After the name of an end tag that ends at `i`: optional whitespace, then `>`. Returns the
+/// position after the `>`.
+pub(crate) fn end_tag_close(b: &[u8], mut i: usize) -> Result<usize, XmlError> {
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'>' => return Ok(i + 1),
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            _ => {
+                return Err(XmlError::Syntax {
+                    at: i,
+                    what: "malformed end tag",
+                });
+            }
+        }
+    }
+    Err(XmlError::Truncated)
+}
+
+/// What starts with `<!` or `<?` at `i` inside or around the root.
+pub(crate) enum Markup {
+    /// A comment, declaration or processing instruction, ending before the position given.
+    Ignored(usize),
+    /// `<![CDATA[…]]>`: the content's range and the position after the section.
+    CData(usize, usize, usize),
+}
+
+/// Reads the comment, PI or CDATA section at `i` (where `b[i] == b'<'` and `b[i + 1]` is `!` or
+/// `?`). DOCTYPE and other declarations are refused.
+pub(crate) fn markup(b: &[u8], i: usize) -> Result<Markup, XmlError> {
+    if b.get(i + 1) == Some(&b'?') {
+        return pi_end(b, i + 2).map(Markup::Ignored);
+    }
+    let rest = &b[i + 1..];
+    if rest.starts_with(b"!--") {
+        let end = find_seq(b, b"-->", i + 4)?;
+        Ok(Markup::Ignored(end + 3))
+    } else if rest.starts_with(b"![CDATA[") {
+        let start = i + 9;
+        let end = find_seq(b, b"]]>", start)?;
+        Ok(Markup::CData(start, end, end + 3))
+    } else if rest.len() >= 8 && rest[1..8].eq_ignore_ascii_case(b"DOCTYPE") {
+        Err(XmlError::Doctype)
+    } else if b"![CDATA[".starts_with(rest) || b"!--".starts_with(rest) {
+        Err(XmlError::Truncated)
+    } else {
+        Err(XmlError::Syntax {
+            at: i,
+            what: "unknown markup declaration",
+        })
+    }
+}
+
+/// The position after the `?>` that ends a declaration or processing instruction.
+fn pi_end(b: &[u8], mut i: usize) -> Result<usize, XmlError> {
+    loop {
+        let off =
+            memchr::memchr(b'?', b.get(i..).unwrap_or_default()).ok_or(XmlError::Truncated)?;
+        i += off + 1;
+        match b.get(i) {
+            Some(b'>') => return Ok(i + 1),
+            Some(_) => {}
+            None => return Err(XmlError::Truncated),
+        }
+    }
+}
+
+fn find_seq(b: &[u8], needle: &[u8], from: usize) -> Result<usize, XmlError> {
+    let hay = b.get(from..).ok_or(XmlError::Truncated)?;
+    memchr::memmem::find(hay, needle)
+        .map(|i| from + i)
+        .ok_or(XmlError::Truncated)
+}
+
+/// Tokenizer over a whole document: the prolog and epilog, and tests. The decoder walks the
+/// root's content with the functions above directly.
 pub(crate) struct Scanner<'a> {
     s: &'a str,
     pos: usize,
@@ -36,181 +444,183 @@ impl<'a> Scanner<'a> {
         Scanner { s, pos: 0 }
     }
 
-    /// Byte offset of the cursor, for error messages.
+    /// Byte offset of the cursor.
     pub(crate) fn pos(&self) -> usize {
         self.pos
     }
 
+    /// The whole document.
+    pub(crate) fn input(&self) -> &'a str {
+        self.s
+    }
+
+    /// Moves the cursor (after the decoder walked the root's content).
+    pub(crate) fn set_pos(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
     /// The next token, or `None` at the end of input.
-    #[inline]
     pub(crate) fn next_token(&mut self) -> Result<Option<Token<'a>>, XmlError> {
+        let b = self.s.as_bytes();
         loop {
-            let b = self.s.as_bytes();
-            if self.pos >= b.len() {
+            let Some(&c) = b.get(self.pos) else {
                 return Ok(None);
-            }
-            if b[self.pos] != b'<' {
+            };
+            if c != b'<' {
                 let start = self.pos;
-                let end = memchr::memchr(b'<', &b[start..]).map_or(b.len(), |i| start + i);
+                let (end, plain) = text_run(b, start);
                 self.pos = end;
-                return Ok(Some(Token::Text(&self.s[start..end])));
+                return Ok(Some(Token::Text {
+                    raw: self.slice(start, end),
+                    plain,
+                }));
             }
-            let rest = &b[self.pos + 1..];
-            match rest.first() {
+            match b.get(self.pos + 1) {
                 Some(b'/') => {
                     let start = self.pos + 2;
-                    let end = self.find_byte(b'>', start)?;
-                    let name = self.s[start..end].trim_end();
-                    check_name(name, start)?;
-                    self.pos = end + 1;
-                    return Ok(Some(Token::End { name }));
+                    let (end, _) = name_end(b, start)?;
+                    self.pos = end_tag_close(b, end)?;
+                    return Ok(Some(Token::End {
+                        name: self.slice(start, end),
+                    }));
                 }
-                Some(b'?') => {
-                    let end = self.find_seq(b"?>", self.pos + 2)?;
-                    self.pos = end + 2;
-                }
-                Some(b'!') => {
-                    if rest.starts_with(b"!--") {
-                        let end = self.find_seq(b"-->", self.pos + 4)?;
-                        self.pos = end + 3;
-                    } else if rest.starts_with(b"![CDATA[") {
-                        let start = self.pos + 9;
-                        let end = self.find_seq(b"]]>", start)?;
-                        self.pos = end + 3;
-                        return Ok(Some(Token::CData(&self.s[start..end])));
-                    } else if rest.len() >= 8 && rest[1..8].eq_ignore_ascii_case(b"DOCTYPE") {
-                        return Err(XmlError::Doctype);
-                    } else {
+                Some(b'!' | b'?') => match markup(b, self.pos)? {
+                    Markup::Ignored(next) => self.pos = next,
+                    Markup::CData(start, end, next) => {
+                        self.pos = next;
+                        return Ok(Some(Token::CData(self.slice(start, end))));
+                    }
+                },
+                Some(_) => {
+                    let name_start = self.pos + 1;
+                    let (mut i, local) = name_end(b, name_start)?;
+                    let attrs_start = i;
+                    if b[i] == b'/' && b.get(i + 1) != Some(&b'>') {
+                        // A `/` that does not close the tag is not part of any valid tag.
                         return Err(XmlError::Syntax {
-                            at: self.pos,
-                            what: "unknown markup declaration",
+                            at: i,
+                            what: "malformed start tag",
                         });
                     }
+                    if b[i] != b'>' {
+                        i = attrs_end(b, i)?;
+                    }
+                    let empty = i > attrs_start && b[i - 1] == b'/';
+                    let attrs_end = if empty { i - 1 } else { i };
+                    self.pos = i + 1;
+                    return Ok(Some(Token::Start {
+                        name: self.slice(name_start, attrs_start),
+                        local: self.slice(local, attrs_start),
+                        attrs: self.slice(attrs_start, attrs_end),
+                        empty,
+                    }));
                 }
-                Some(_) => return self.start_tag().map(Some),
                 None => return Err(XmlError::Truncated),
             }
         }
     }
 
-    #[inline]
-    fn start_tag(&mut self) -> Result<Token<'a>, XmlError> {
-        let b = self.s.as_bytes();
-        let name_start = self.pos + 1;
-        let mut i = name_start;
-        while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>') {
-            i += 1;
-        }
-        let name = &self.s[name_start..i];
-        check_name(name, name_start)?;
-        let attrs_start = i;
-        // Scan attributes, honouring quotes: a `>` inside a quoted value does not end the tag.
-        loop {
-            let Some(off) = memchr::memchr3(b'>', b'"', b'\'', &b[i..]) else {
-                return Err(XmlError::Truncated);
-            };
-            i += off;
-            match b[i] {
-                b'>' => break,
-                q => {
-                    let Some(close) = memchr::memchr(q, &b[i + 1..]) else {
-                        return Err(XmlError::Truncated);
-                    };
-                    i += close + 2;
-                }
-            }
-        }
-        let empty = i > attrs_start && b[i - 1] == b'/';
-        let attrs_end = if empty { i - 1 } else { i };
-        self.pos = i + 1;
-        Ok(Token::Start {
-            name,
-            attrs: &self.s[attrs_start..attrs_end],
-            empty,
-        })
-    }
-
-    fn find_byte(&self, needle: u8, from: usize) -> Result<usize, XmlError> {
-        memchr::memchr(needle, &self.s.as_bytes()[from..])
-            .map(|i| from + i)
-            .ok_or(XmlError::Truncated)
-    }
-
-    fn find_seq(&self, needle: &[u8], from: usize) -> Result<usize, XmlError> {
-        let hay = self.s.as_bytes().get(from..).ok_or(XmlError::Truncated)?;
-        memchr::memmem::find(hay, needle)
-            .map(|i| from + i)
-            .ok_or(XmlError::Truncated)
+    /// `s[a..b]`; the scanner only cuts next to ASCII delimiters, so this never falls back.
+    fn slice(&self, a: usize, b: usize) -> &'a str {
+        self.s.get(a..b).unwrap_or_default()
     }
 }
 
-fn check_name(name: &str, at: usize) -> Result<(), XmlError> {
-    let ok = match name.as_bytes().first() {
-        Some(c) => c.is_ascii_alphabetic() || *c == b'_' || *c == b':' || *c >= 0x80,
-        None => false,
-    };
-    if ok
-        && !name
-            .bytes()
-            .any(|c| matches!(c, b'<' | b'=' | b'"' | b'\'' | b'&'))
-    {
-        Ok(())
-    } else {
-        Err(XmlError::Syntax {
-            at,
-            what: "invalid element name",
-        })
-    }
+/// True for the four XML whitespace bytes (and nothing else: U+00A0 is content).
+#[inline(always)]
+pub(crate) fn is_xml_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// The local part of a possibly prefixed name (`csta:DeliveredEvent` → `DeliveredEvent`).
+/// `s` without leading and trailing XML whitespace.
 #[inline]
-pub(crate) fn local_name(qname: &str) -> &str {
-    match memchr::memrchr(b':', qname.as_bytes()) {
-        Some(i) => &qname[i + 1..],
-        None => qname,
+pub(crate) fn trim_xml(s: &str) -> &str {
+    let b = s.as_bytes();
+    let (mut i, mut j) = (0, b.len());
+    while i < j && is_xml_space(b[i]) {
+        i += 1;
+    }
+    while j > i && is_xml_space(b[j - 1]) {
+        j -= 1;
+    }
+    // Both ends sit next to ASCII bytes (or at the ends), so they are char boundaries.
+    s.get(i..j).unwrap_or(s)
+}
+
+/// True if `s` is only XML whitespace.
+#[inline]
+pub(crate) fn all_space(s: &str) -> bool {
+    s.bytes().all(is_xml_space)
+}
+
+/// Resolves entity and character references and normalizes line ends (`\r\n` and a lone `\r`
+/// become `\n`, as an XML processor must). Borrows when there is nothing to do, which is the
+/// common case.
+#[inline]
+pub(crate) fn unescape(raw: &str) -> Result<Cow<'_, str>, XmlError> {
+    match memchr::memchr2(b'&', b'\r', raw.as_bytes()) {
+        None => Ok(Cow::Borrowed(raw)),
+        Some(first) => unescape_from(raw, first).map(Cow::Owned),
     }
 }
 
-/// Resolves entity and character references. Borrows when there are none.
-pub(crate) fn unescape(raw: &str) -> Result<Cow<'_, str>, XmlError> {
+#[cold]
+fn unescape_from(raw: &str, first: usize) -> Result<String, XmlError> {
     let b = raw.as_bytes();
-    let Some(first) = memchr::memchr(b'&', b) else {
-        return Ok(Cow::Borrowed(raw));
-    };
     let mut out = String::with_capacity(raw.len());
     out.push_str(&raw[..first]);
     let mut i = first;
     while i < b.len() {
-        if b[i] != b'&' {
-            let next = memchr::memchr(b'&', &b[i..]).map_or(b.len(), |o| i + o);
-            out.push_str(&raw[i..next]);
-            i = next;
-            continue;
+        match b[i] {
+            b'&' => {
+                let Some(semi) = memchr::memchr(b';', &b[i..]).filter(|&o| o <= 12) else {
+                    return Err(XmlError::BadReference(truncate(&raw[i..])));
+                };
+                let ent = &raw[i + 1..i + semi];
+                let ch = match ent {
+                    "lt" => '<',
+                    "gt" => '>',
+                    "amp" => '&',
+                    "quot" => '"',
+                    "apos" => '\'',
+                    _ => {
+                        char_ref(ent).ok_or_else(|| XmlError::BadReference(truncate(&raw[i..])))?
+                    }
+                };
+                out.push(ch);
+                i += semi + 1;
+            }
+            b'\r' => {
+                out.push('\n');
+                i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            }
+            _ => {
+                let next = memchr::memchr2(b'&', b'\r', &b[i..]).map_or(b.len(), |o| i + o);
+                out.push_str(&raw[i..next]);
+                i = next;
+            }
         }
-        let Some(semi) = memchr::memchr(b';', &b[i..]).filter(|&o| o <= 12) else {
-            return Err(XmlError::BadReference(truncate(&raw[i..])));
-        };
-        let ent = &raw[i + 1..i + semi];
-        let ch = match ent {
-            "lt" => '<',
-            "gt" => '>',
-            "amp" => '&',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => char_ref(ent).ok_or_else(|| XmlError::BadReference(truncate(&raw[i..])))?,
-        };
-        out.push(ch);
-        i += semi + 1;
     }
-    Ok(Cow::Owned(out))
+    Ok(out)
+}
+
+/// Line-end normalization for CDATA (which has no references).
+#[inline]
+pub(crate) fn normalize_eol(raw: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'\r', raw.as_bytes()).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(raw.replace("\r\n", "\n").replace('\r', "\n"))
 }
 
 fn char_ref(ent: &str) -> Option<char> {
     let n = ent.strip_prefix('#')?;
     let v = match n.strip_prefix('x') {
-        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-        None => n.parse::<u32>().ok()?,
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|c| c.is_ascii_hexdigit()) => {
+            u32::from_str_radix(hex, 16).ok()?
+        }
+        None if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => n.parse::<u32>().ok()?,
+        _ => return None,
     };
     // XML forbids NUL and most C0 controls even as references.
     match char::from_u32(v)? {
@@ -240,53 +650,191 @@ mod tests {
     #[test]
     fn tokenizes_tags_text_and_cdata() {
         let t = tokens(
-            r#"<?xml version="1.0"?><!-- c --><a x="1>2" y='q'><b/>hi<![CDATA[<raw>]]></a>"#,
+            r#"<?xml version="1.0"?><!-- c --><p:a x="1>2" y='q'><b/>hi&amp;<![CDATA[<raw>]]></p:a >"#,
         )
         .unwrap();
         assert_eq!(
             t,
             vec![
                 Token::Start {
-                    name: "a",
+                    name: "p:a",
+                    local: "a",
                     attrs: r#" x="1>2" y='q'"#,
                     empty: false
                 },
                 Token::Start {
                     name: "b",
+                    local: "b",
                     attrs: "",
                     empty: true
                 },
-                Token::Text("hi"),
+                Token::Text {
+                    raw: "hi&amp;",
+                    plain: false
+                },
                 Token::CData("<raw>"),
-                Token::End { name: "a" },
+                Token::End { name: "p:a" },
             ]
         );
+    }
+
+    #[test]
+    fn names_and_text_flags() {
+        let doc = "<averyveryverylongname:withalocalpart>some text that is long enough to span words</averyveryverylongname:withalocalpart>";
+        let mut sc = Scanner::new(doc);
+        let Some(Token::Start { name, local, .. }) = sc.next_token().unwrap() else {
+            panic!()
+        };
+        assert_eq!(local, "withalocalpart");
+        assert_eq!(
+            sc.next_token().unwrap(),
+            Some(Token::Text {
+                raw: "some text that is long enough to span words",
+                plain: true
+            })
+        );
+        assert_eq!(sc.next_token().unwrap(), Some(Token::End { name }));
+        // A `&` after the `<` in the same word does not mark the text.
+        let mut sc = Scanner::new("abc<x>&amp;</x>");
+        assert_eq!(
+            sc.next_token().unwrap(),
+            Some(Token::Text {
+                raw: "abc",
+                plain: true
+            })
+        );
+        for (doc, plain) in [
+            ("0123456789abcdef\r<", false),
+            ("0123456&<", false),
+            ("01234567&<", false),
+            ("x\r", false),
+            ("x", true),
+        ] {
+            let mut sc = Scanner::new(doc);
+            let Some(Token::Text { plain: p, .. }) = sc.next_token().unwrap() else {
+                panic!()
+            };
+            assert_eq!(p, plain, "{doc:?}");
+        }
+    }
+
+    /// The SWAR masks equal the SSE2 ones on every byte value in every lane.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[test]
+    fn swar_masks_match_sse2() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let interesting = b"<>&\r\n\t /:=\"'\x00\x1f\x20\x21\x7f\x80\xff\xc3a";
+        for round in 0..20_000 {
+            let mut c = [0u8; 16];
+            for (k, byte) in c.iter_mut().enumerate() {
+                let r = next();
+                *byte = if round < 256 {
+                    // Every byte value in every lane.
+                    (round as u8).wrapping_add(k as u8)
+                } else if r % 3 == 0 {
+                    interesting[(r >> 8) as usize % interesting.len()]
+                } else {
+                    (r >> 16) as u8
+                };
+            }
+            // SAFETY: this build has SSE2 (cfg above).
+            let (t, n) = unsafe { (sse2::text(&c), sse2::name(&c)) };
+            assert_eq!(swar::text(&c), t, "{c:?}");
+            assert_eq!(swar::name(&c), n, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn text_runs_and_names_across_chunk_boundaries() {
+        for pad in 0..40 {
+            let text = "x".repeat(pad);
+            let doc = format!("{text}&amp;<a>");
+            assert_eq!(text_run(doc.as_bytes(), 0), (pad + 5, false), "{pad}");
+            let doc = format!("{text}<a>");
+            assert_eq!(text_run(doc.as_bytes(), 0), (pad, true));
+            assert_eq!(text_run(text.as_bytes(), 0), (pad, true));
+            let doc = format!("{text}\r");
+            assert_eq!(text_run(doc.as_bytes(), 0), (pad + 1, false));
+            // `&` after the `<` does not count.
+            let doc = format!("{text}<&");
+            assert_eq!(text_run(doc.as_bytes(), 0), (pad, true));
+
+            let name = format!("p{text}:n{text}");
+            let doc = format!("<{name}>");
+            assert_eq!(
+                name_end(doc.as_bytes(), 1),
+                Ok((1 + name.len(), 1 + pad + 2)),
+                "{name}"
+            );
+            let doc = format!("<{name} a='1'/>");
+            assert_eq!(name_end(doc.as_bytes(), 1).unwrap().0, 1 + name.len());
+            let doc = format!("<{name}");
+            assert_eq!(name_end(doc.as_bytes(), 1), Err(XmlError::Truncated));
+            for bad in ["<", "=", "\"", "'", "&"] {
+                let doc = format!("<a{text}{bad}b>");
+                assert!(name_end(doc.as_bytes(), 1).is_err(), "{doc}");
+            }
+        }
+        assert!(name_end(b"<1a>", 1).is_err());
+        assert!(name_end(b"< a>", 1).is_err());
     }
 
     #[test]
     fn rejects_doctype_and_truncation() {
         assert_eq!(tokens("<!DOCTYPE x []><x/>"), Err(XmlError::Doctype));
         assert_eq!(tokens("<a"), Err(XmlError::Truncated));
+        assert_eq!(tokens("<abcdefghijklmnop"), Err(XmlError::Truncated));
         assert_eq!(tokens("<a x='1>"), Err(XmlError::Truncated));
         assert_eq!(tokens("<!-- open"), Err(XmlError::Truncated));
+        assert_eq!(tokens("<?xml open"), Err(XmlError::Truncated));
+        assert_eq!(tokens("<![CDA"), Err(XmlError::Truncated));
+        assert_eq!(tokens("</a"), Err(XmlError::Truncated));
         assert!(tokens("<1a/>").is_err());
+        assert!(tokens("<a<b/>").is_err());
+        assert!(tokens("<abcdefghij<b/>").is_err());
+        assert!(tokens("</a b>").is_err());
+        assert!(tokens("<!ELEMENT x>").is_err());
     }
 
     #[test]
-    fn unescapes_references() {
-        assert_eq!(unescape("plain").unwrap(), Cow::Borrowed("plain"));
+    fn unescapes_references_and_line_ends() {
+        assert!(matches!(unescape("plain").unwrap(), Cow::Borrowed("plain")));
         assert_eq!(
             unescape("N&lt;+49&gt;;a=&amp;&#65;&#x42;").unwrap(),
             "N<+49>;a=&AB"
         );
+        assert_eq!(unescape("a\r\nb\rc&#13;").unwrap(), "a\nb\nc\r");
         assert!(unescape("&bogus;").is_err());
         assert!(unescape("&#0;").is_err());
+        assert!(unescape("&#x;").is_err());
+        assert!(unescape("&#+5;").is_err());
         assert!(unescape("& alone").is_err());
+        assert_eq!(normalize_eol("x\r\ny\r"), "x\ny\n");
     }
 
     #[test]
-    fn local_names() {
-        assert_eq!(local_name("csta:MonitorStart"), "MonitorStart");
-        assert_eq!(local_name("MonitorStart"), "MonitorStart");
+    fn helpers() {
+        assert_eq!(trim_xml(" \t\r\n x y \n"), "x y");
+        assert_eq!(trim_xml("\u{a0}x\u{a0}"), "\u{a0}x\u{a0}");
+        assert_eq!(trim_xml("   "), "");
+        assert!(all_space(" \n") && !all_space(" x"));
+        for (a, b) in [
+            ("", ""),
+            ("abc", "abc"),
+            ("abcdefgh", "abcdefgh"),
+            ("abcdefghijk", "abcdefghijk"),
+        ] {
+            assert!(same(a.as_bytes(), b.as_bytes()));
+        }
+        assert!(!same(b"abcdefghijk", b"abcdefghijx"));
+        assert!(!same(b"xbcdefghijk", b"abcdefghijk"));
+        assert!(!same(b"abcdefghi", b"abcdefghij"));
+        assert!(!same(b"abc", b"abd"));
     }
 }

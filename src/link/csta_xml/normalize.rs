@@ -99,7 +99,16 @@ pub fn kind(k: X) -> EventKind {
         X::Forwarding => EventKind::Forwarding,
         X::BackInService => EventKind::BackInService,
         X::OutOfService => EventKind::OutOfService,
-        X::Other => EventKind::Unknown,
+        // Decoded by the codec but without a normalized counterpart in the model yet.
+        X::NetworkCapabilitiesChanged
+        | X::PartiallyInService
+        | X::DeviceCapsChanged
+        | X::CallInformation
+        | X::Charging
+        | X::DigitsGenerated
+        | X::TelephonyTonesGenerated
+        | X::ServiceCompletionFailure
+        | X::Other => EventKind::Unknown,
     }
 }
 

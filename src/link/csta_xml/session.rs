@@ -250,15 +250,17 @@ impl Session {
                     self.request(Request::SystemRegister, Pending::SystemRegister, now);
                 }
             }
+            Message::RequestSystemStatus { .. } => {
+                self.write(
+                    frame.invoke_id,
+                    &Request::RequestSystemStatusResponse { status: "normal" },
+                );
+            }
+            Message::SwitchingFunctionDevices(list) => {
+                debug!(link = %self.cfg.pbx, devices = list.devices.len(), "SwitchingFunctionDevices segment ignored");
+            }
             Message::Request => {
-                if doc.name == "RequestSystemStatus" {
-                    self.write(
-                        frame.invoke_id,
-                        &Request::RequestSystemStatusResponse { status: "normal" },
-                    );
-                } else {
-                    debug!(link = %self.cfg.pbx, request = %doc.name, "switch request not served");
-                }
+                debug!(link = %self.cfg.pbx, request = %doc.name, "switch request not served");
             }
             Message::Response(r) => self.on_response(frame.invoke_id, Ok(r), now),
             Message::Error(e) => self.on_response(
@@ -379,7 +381,7 @@ impl Session {
                 self.monitor_failed(i, reason, now);
             }
             (Pending::MonitorStop, _) => {}
-            (Pending::Snapshot(i), Ok(Response::SnapshotDevice { calls })) => {
+            (Pending::Snapshot(i), Ok(Response::SnapshotDevice { calls, .. })) => {
                 let call_ids = calls
                     .iter()
                     .filter_map(|c| c.connection.call_id.as_deref())
