@@ -170,6 +170,22 @@ pub enum Dialect {
     Osv,
     /// The gateway opens with `RequestSystemStatus`, then monitors.
     RequestSystemStatus,
+    /// ECMA-354 application session (Avaya DMCC shape): `StartApplicationSession` with a user and
+    /// password, `ResetApplicationSessionTimer` at half the granted duration,
+    /// `StopApplicationSession` on shutdown.
+    #[serde(rename = "ecma354")]
+    Ecma354,
+}
+
+impl Dialect {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Osv => "osv",
+            Dialect::RequestSystemStatus => "request-system-status",
+            Dialect::Ecma354 => "ecma354",
+        }
+    }
 }
 
 /// `[[pbx]]`: one PBX link.
@@ -230,6 +246,41 @@ pub struct PbxConfig {
     /// Numbering plan used to classify numbers and derive E.164.
     #[serde(default)]
     pub numbering: NumberingConfig,
+    /// ECMA-354: `applicationID` sent in `StartApplicationSession`.
+    #[serde(default = "default_application_id")]
+    pub application_id: String,
+    /// ECMA-354: session login user name.
+    pub session_user: Option<String>,
+    /// ECMA-354: session login password (prefer `session_password_env`).
+    pub session_password: Option<String>,
+    /// ECMA-354: name of the environment variable holding the session password.
+    pub session_password_env: Option<String>,
+    /// ECMA-354: protocol version to request (a namespace URI or a DMCC version string such as
+    /// `http://www.ecma-international.org/standards/ecma-323/csta/ed3/priv2`); defaults to the
+    /// `namespace` URI.
+    pub protocol_version: Option<String>,
+    /// ECMA-354: session duration to request, seconds; the timer is reset at half of what the switch
+    /// grants.
+    #[serde(default = "default_session_duration_secs")]
+    pub session_duration_secs: u32,
+}
+
+impl PbxConfig {
+    /// The ECMA-354 session password, from the file or the named environment variable.
+    pub fn session_password(&self) -> Option<String> {
+        match (&self.session_password, &self.session_password_env) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(var)) => std::env::var(var).ok(),
+            (None, None) => None,
+        }
+    }
+}
+
+fn default_application_id() -> String {
+    "ctigate".into()
+}
+fn default_session_duration_secs() -> u32 {
+    180
 }
 
 fn default_namespace() -> String {
@@ -504,6 +555,44 @@ impl Config {
             }
             if !(64..=65_535).contains(&p.max_frame_bytes) {
                 v.push(k("max_frame_bytes"), "must be between 64 and 65535");
+            }
+            if p.dialect == Dialect::Ecma354 {
+                if p.session_user
+                    .as_deref()
+                    .is_none_or(|u| u.trim().is_empty())
+                {
+                    v.push(k("session_user"), "required with dialect = \"ecma354\"");
+                }
+                match (&p.session_password, &p.session_password_env) {
+                    (None, None) => v.push(
+                        k("session_password_env"),
+                        "dialect = \"ecma354\" needs session_password_env (or session_password)",
+                    ),
+                    (Some(_), Some(_)) => v.push(
+                        k("session_password"),
+                        "set session_password or session_password_env, not both",
+                    ),
+                    (None, Some(var)) if std::env::var_os(var).is_none() => v.push(
+                        k("session_password_env"),
+                        format!("environment variable {var:?} is not set"),
+                    ),
+                    _ => {}
+                }
+                if !(10..=86_400).contains(&p.session_duration_secs) {
+                    v.push(k("session_duration_secs"), "must be between 10 and 86400");
+                }
+            } else if p.session_user.is_some()
+                || p.session_password.is_some()
+                || p.session_password_env.is_some()
+                || p.protocol_version.is_some()
+            {
+                v.push(
+                    k("dialect"),
+                    format!(
+                        "session_user, session_password(_env) and protocol_version only apply to dialect = \"ecma354\" (this link is {:?})",
+                        p.dialect.as_str()
+                    ),
+                );
             }
             v.positive(&k("monitor_rate"), p.monitor_rate as usize);
             v.positive(&k("keepalive_secs"), p.keepalive_secs as usize);
@@ -821,6 +910,48 @@ login_ids = ["GHOST"]
         let cfg = Config::parse(&base().replace("tls = false", "tls = true")).unwrap();
         let keys: Vec<String> = cfg.validate().into_iter().map(|p| p.key).collect();
         assert!(keys.contains(&"pbx[0].tls_ca".to_string()), "{keys:?}");
+    }
+
+    #[test]
+    fn ecma354_keys() {
+        let ok = base().replace(
+            "tls = false\ndevices",
+            "tls = false\ndialect = \"ecma354\"\nsession_user = \"cti\"\nsession_password = \"pw\"\ndevices",
+        );
+        let cfg = Config::parse(&ok).unwrap();
+        assert!(cfg.validate().iter().all(|p| p.key.starts_with("api.")));
+        assert_eq!(cfg.pbx[0].session_password().as_deref(), Some("pw"));
+        let missing = base().replace(
+            "tls = false\ndevices",
+            "tls = false\ndialect = \"ecma354\"\ndevices",
+        );
+        let keys: Vec<String> = Config::parse(&missing)
+            .unwrap()
+            .validate()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert!(keys.contains(&"pbx[0].session_user".into()), "{keys:?}");
+        assert!(
+            keys.contains(&"pbx[0].session_password_env".into()),
+            "{keys:?}"
+        );
+        let unset = base().replace(
+            "tls = false\ndevices",
+            "tls = false\ndialect = \"ecma354\"\nsession_user = \"cti\"\nsession_password_env = \"CTIGATE_TEST_SURELY_UNSET\"\ndevices",
+        );
+        let p = Config::parse(&unset).unwrap().validate();
+        assert!(
+            p.iter()
+                .any(|p| p.key == "pbx[0].session_password_env" && p.message.contains("not set")),
+            "{p:?}"
+        );
+        let stray = base().replace(
+            "tls = false\ndevices",
+            "tls = false\nsession_user = \"cti\"\ndevices",
+        );
+        let p = Config::parse(&stray).unwrap().validate();
+        assert!(p.iter().any(|p| p.key == "pbx[0].dialect"), "{p:?}");
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         },
         seed: rand::random(),
         dial: None,
+        app_session: None,
     })
     .await
     .map_err(DemoError::Sim)?;

@@ -160,6 +160,15 @@ enum SimCmd {
         /// With --dial-ca: the name to verify (default: the host of --dial).
         #[arg(long, requires = "dial_ca")]
         dial_server_name: Option<String>,
+        /// With --dialect ecma354: the user name StartApplicationSession must carry.
+        #[arg(long, default_value = "ctigate")]
+        session_user: String,
+        /// With --dialect ecma354: the password (or set CTIGATE_SIM_PASSWORD).
+        #[arg(long, env = "CTIGATE_SIM_PASSWORD", default_value = "ctigate")]
+        session_password: String,
+        /// With --dialect ecma354: longest session duration granted, seconds.
+        #[arg(long, default_value_t = 180)]
+        session_max_duration: u32,
     },
 }
 
@@ -167,6 +176,7 @@ enum SimCmd {
 enum SimDialect {
     Osv,
     RequestSystemStatus,
+    Ecma354,
 }
 
 #[derive(Subcommand)]
@@ -253,6 +263,9 @@ async fn main() -> Result<()> {
                     dial,
                     dial_ca,
                     dial_server_name,
+                    session_user,
+                    session_password,
+                    session_max_duration,
                 },
         } => {
             init_logs(cli.log_format, "info");
@@ -269,7 +282,15 @@ async fn main() -> Result<()> {
                 dialect: match dialect {
                     SimDialect::Osv => Dialect::Osv,
                     SimDialect::RequestSystemStatus => Dialect::RequestSystemStatus,
+                    SimDialect::Ecma354 => Dialect::Ecma354,
                 },
+                app_session: matches!(dialect, SimDialect::Ecma354).then(|| {
+                    ctigate::sim::csta_xml::SimAppSession {
+                        user: session_user,
+                        password: session_password,
+                        max_duration_secs: session_max_duration,
+                    }
+                }),
                 namespace,
                 tls,
                 timing: Timing {

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{EnvOptions, LinkTls, metric, recv_until, start, wait_until};
+use ctigate::config::Dialect;
 use ctigate::connector::{Client, ClientError};
 use ctigate::model::LoginId;
 use ctigate::sim::csta_xml::Scenario;
@@ -66,9 +67,8 @@ fn hub_seq(env: &common::Env, login: &str) -> u64 {
     env.gw.hub.seq(&LoginId::parse(login).unwrap()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connectors_get_only_their_login_ids_in_seq_order() {
-    let env = start(EnvOptions::new("own-logins")).await;
+async fn connectors_get_only_their_login_ids_in_seq_order(dialect: Dialect) {
+    let env = start(EnvOptions::for_dialect("own-logins", dialect)).await;
     env.wait_green().await;
     let (mut first, w) = env
         .hello(&env.token_first, &[env.logins[0].clone()], &HashMap::new())
@@ -131,9 +131,8 @@ async fn connectors_get_only_their_login_ids_in_seq_order() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_not_allowed_a_login_id_is_refused_clearly() {
-    let env = start(EnvOptions::new("auth")).await;
+async fn a_token_not_allowed_a_login_id_is_refused_clearly(dialect: Dialect) {
+    let env = start(EnvOptions::for_dialect("auth", dialect)).await;
     // Only forbidden Login IDs: refused.
     let mut c = env.client().await;
     let err = c
@@ -244,9 +243,8 @@ async fn a_token_not_allowed_a_login_id_is_refused_clearly() {
     assert_eq!(e["code"], "hello_required");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer() {
-    let mut o = EnvOptions::new("slow");
+async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer(dialect: Dialect) {
+    let mut o = EnvOptions::for_dialect("slow", dialect);
     o.devices = 2;
     o.queue_messages = 256;
     let env = start(o).await;
@@ -350,9 +348,8 @@ async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connector_resuming_gets_exactly_what_it_missed() {
-    let mut o = EnvOptions::new("resume");
+async fn a_connector_resuming_gets_exactly_what_it_missed(dialect: Dialect) {
+    let mut o = EnvOptions::for_dialect("resume", dialect);
     o.devices = 2;
     let env = start(o).await;
     env.wait_green().await;
@@ -418,9 +415,8 @@ async fn a_connector_resuming_gets_exactly_what_it_missed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resume_older_than_the_ring_gets_a_gap_and_a_snapshot() {
-    let mut o = EnvOptions::new("gap");
+async fn a_resume_older_than_the_ring_gets_a_gap_and_a_snapshot(dialect: Dialect) {
+    let mut o = EnvOptions::for_dialect("gap", dialect);
     o.devices = 1;
     o.replay_ring = 4;
     let env = start(o).await;
@@ -453,9 +449,8 @@ async fn a_resume_older_than_the_ring_gets_a_gap_and_a_snapshot() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_cut_mid_frame_reconnects_and_remonitors() {
-    let mut o = EnvOptions::new("cut");
+async fn a_link_cut_mid_frame_reconnects_and_remonitors(dialect: Dialect) {
+    let mut o = EnvOptions::for_dialect("cut", dialect);
     o.devices = 2;
     let env = start(o).await;
     env.wait_green().await;
@@ -503,16 +498,24 @@ async fn a_link_cut_mid_frame_reconnects_and_remonitors() {
         metric(
             &m,
             "ctigate_link_disconnects_total",
-            &[("link", "cut"), ("reason", "eof_mid_frame")]
+            &[("link", env.pbx.as_str()), ("reason", "eof_mid_frame")]
         ) >= 1.0
     );
-    assert_eq!(metric(&m, "ctigate_link_up", &[("link", "cut")]), 1.0);
-    assert!(metric(&m, "ctigate_link_connects_total", &[("link", "cut")]) >= 2.0);
+    assert_eq!(
+        metric(&m, "ctigate_link_up", &[("link", env.pbx.as_str())]),
+        1.0
+    );
+    assert!(
+        metric(
+            &m,
+            "ctigate_link_connects_total",
+            &[("link", env.pbx.as_str())]
+        ) >= 2.0
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_lost_during_an_outage_are_closed_after_resync() {
-    let mut o = EnvOptions::new("resync");
+async fn calls_lost_during_an_outage_are_closed_after_resync(dialect: Dialect) {
+    let mut o = EnvOptions::for_dialect("resync", dialect);
     o.devices = 1;
     o.timing.talk = Duration::from_secs(30);
     let env = start(o).await;
@@ -540,9 +543,8 @@ async fn calls_lost_during_an_outage_are_closed_after_resync() {
     assert!(env.gw.hub.calls(&login).unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_frames_are_counted_and_the_link_carries_on() {
-    let mut o = EnvOptions::new("malformed");
+async fn malformed_frames_are_counted_and_the_link_carries_on(dialect: Dialect) {
+    let mut o = EnvOptions::for_dialect("malformed", dialect);
     o.devices = 1;
     o.max_frame_bytes = 4096;
     let env = start(o).await;
@@ -587,7 +589,7 @@ async fn malformed_frames_are_counted_and_the_link_carries_on() {
             metric(
                 &m,
                 "ctigate_link_decode_errors_total",
-                &[("link", "malformed"), ("kind", kind)]
+                &[("link", env.pbx.as_str()), ("kind", kind)]
             ) >= 1.0,
             "{kind} counted"
         );
@@ -597,17 +599,20 @@ async fn malformed_frames_are_counted_and_the_link_carries_on() {
         metric(
             &m,
             "ctigate_link_frames_total",
-            &[("link", "malformed"), ("direction", "rx")]
+            &[("link", env.pbx.as_str()), ("direction", "rx")]
         ) > 0.0
     );
     assert!(
         metric(
             &m,
             "ctigate_link_events_total",
-            &[("link", "malformed"), ("event", "delivered")]
+            &[("link", env.pbx.as_str()), ("event", "delivered")]
         ) >= 1.0
     );
-    assert_eq!(metric(&m, "ctigate_link_up", &[("link", "malformed")]), 1.0);
+    assert_eq!(
+        metric(&m, "ctigate_link_up", &[("link", env.pbx.as_str())]),
+        1.0
+    );
     assert!(metric(&m, "ctigate_api_sessions", &[("connector", "all")]) >= 1.0);
     assert!(
         metric(
@@ -635,9 +640,8 @@ async fn malformed_frames_are_counted_and_the_link_carries_on() {
     assert_eq!(v["logins"]["green"], 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn make_call_and_call_control_round_trip() {
-    let mut o = EnvOptions::new("control");
+async fn make_call_and_call_control_round_trip(dialect: Dialect) {
+    let mut o = EnvOptions::for_dialect("control", dialect);
     o.devices = 2;
     o.timing.ring = Duration::from_millis(3000);
     let env = start(o).await;
@@ -712,24 +716,8 @@ async fn make_call_and_call_control_round_trip() {
     recv_until(&mut c, T, |v| v["type"] == "pong").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_opened_dialect_works_end_to_end() {
-    let mut o = EnvOptions::new("rss-dialect");
-    o.devices = 1;
-    o.dialect = ctigate::config::Dialect::RequestSystemStatus;
-    let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
-    env.sim.play(&env.devices[0], Scenario::OutboundUnanswered);
-    let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
-    assert_eq!(e["event"], "initiated");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pbx_that_dials_the_gateway_in_accept_mode() {
-    let mut o = EnvOptions::new("accept-mode");
+async fn a_pbx_that_dials_the_gateway_in_accept_mode(dialect: Dialect) {
+    let mut o = EnvOptions::for_dialect("accept-mode", dialect);
     o.devices = 2;
     o.accept = true;
     let env = start(o).await;
@@ -809,10 +797,13 @@ async fn a_pbx_whose_certificate_is_not_trusted_is_not_connected() {
         metric(
             &m,
             "ctigate_link_connect_failures_total",
-            &[("link", "wrong-ca"), ("kind", "tls_handshake")]
+            &[("link", env.pbx.as_str()), ("kind", "tls_handshake")]
         ) >= 1.0
     );
-    assert_eq!(metric(&m, "ctigate_link_up", &[("link", "wrong-ca")]), 0.0);
+    assert_eq!(
+        metric(&m, "ctigate_link_up", &[("link", env.pbx.as_str())]),
+        0.0
+    );
     let (status, _) = env.http_get("/readyz").await;
     assert!(status.contains("503"), "{status}");
 }
@@ -830,4 +821,92 @@ async fn a_plain_tcp_link_works_when_configured() {
     env.sim.play(&env.devices[0], Scenario::OutboundAnswered);
     let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
     assert_eq!(e["event"], "initiated");
+}
+
+/// Runs each backbone test against every session dialect the simulator speaks.
+macro_rules! per_dialect {
+    ($($name:ident),* $(,)?) => {
+        mod osv {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(Dialect::Osv).await })*
+        }
+        mod request_system_status {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(Dialect::RequestSystemStatus).await })*
+        }
+        mod ecma354 {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(Dialect::Ecma354).await })*
+        }
+    };
+}
+
+per_dialect!(
+    connectors_get_only_their_login_ids_in_seq_order,
+    a_token_not_allowed_a_login_id_is_refused_clearly,
+    a_connector_that_stops_reading_is_disconnected_as_slow_consumer,
+    a_connector_resuming_gets_exactly_what_it_missed,
+    a_resume_older_than_the_ring_gets_a_gap_and_a_snapshot,
+    a_link_cut_mid_frame_reconnects_and_remonitors,
+    calls_lost_during_an_outage_are_closed_after_resync,
+    malformed_frames_are_counted_and_the_link_carries_on,
+    make_call_and_call_control_round_trip,
+    a_pbx_that_dials_the_gateway_in_accept_mode,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecma354_session_is_kept_alive_by_timer_resets() {
+    // The simulator grants 2 s sessions and drops any session whose timer is not reset in time.
+    let mut o = EnvOptions::for_dialect("appl-session", Dialect::Ecma354);
+    o.devices = 1;
+    let env = start(o).await;
+    env.wait_green().await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(env.sim.connections(), 1, "the session never expired");
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(&m, "ctigate_link_up", &[("link", env.pbx.as_str())]),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "ctigate_link_disconnects_total",
+            &[("link", env.pbx.as_str())]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecma354_login_with_a_wrong_password_is_refused() {
+    let mut o = EnvOptions::for_dialect("appl-login", Dialect::Ecma354);
+    o.devices = 1;
+    o.session_password = "not-what-the-gateway-sends";
+    let env = start(o).await;
+    wait_until(T, || {
+        env.gw.links[0]
+            .last_error
+            .lock()
+            .unwrap()
+            .as_deref()
+            .is_some_and(|e| e.contains("StartApplicationSession refused"))
+    })
+    .await;
+    let login = LoginId::parse(&env.logins[0]).unwrap();
+    assert_eq!(
+        env.gw.hub.status(&login).unwrap().0,
+        ctigate::model::StatusLevel::Yellow
+    );
+    let m = env.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "ctigate_link_disconnects_total",
+            &[("link", env.pbx.as_str()), ("reason", "protocol")]
+        ) >= 1.0
+    );
 }

@@ -76,6 +76,18 @@ impl LinkConfig {
                 request_timeout: Duration::from_millis(p.request_timeout_ms),
                 handshake_timeout: Duration::from_millis(p.handshake_timeout_ms),
                 monitor_retry: Duration::from_secs(60),
+                app_session: (p.dialect == crate::config::Dialect::Ecma354).then(|| {
+                    csta_xml::session::AppSession {
+                        application_id: p.application_id.clone(),
+                        user: p.session_user.clone().unwrap_or_default(),
+                        password: p.session_password().unwrap_or_default(),
+                        protocol_version: p
+                            .protocol_version
+                            .clone()
+                            .unwrap_or_else(|| namespace_uri(&p.namespace).unwrap_or_default()),
+                        duration_secs: p.session_duration_secs,
+                    }
+                }),
             }),
             max_frame_bytes: p.max_frame_bytes,
             reconnect_min: Duration::from_millis(p.reconnect_min_ms),

@@ -82,6 +82,21 @@ pub struct SimConfig {
     /// Dial the gateway at this address instead of listening (a PBX or relay that connects out,
     /// for links in `mode = "accept"`); reconnects when the connection drops.
     pub dial: Option<SimDial>,
+    /// ECMA-354 dialect: the user name and password `StartApplicationSession` must carry, and the
+    /// longest session duration granted, seconds. A session whose timer is not reset in time is
+    /// dropped with the connection, as AE Services does.
+    pub app_session: Option<SimAppSession>,
+}
+
+/// The simulator's ECMA-354 application-session settings.
+#[derive(Clone, Debug)]
+pub struct SimAppSession {
+    /// Expected user name.
+    pub user: String,
+    /// Expected password.
+    pub password: String,
+    /// Longest duration granted, seconds.
+    pub max_duration_secs: u32,
 }
 
 /// Where a dialing simulator connects, and with what TLS.
@@ -156,6 +171,8 @@ struct Conn {
     tx: mpsc::UnboundedSender<Wire>,
     /// device → monitorCrossRefID
     monitors: HashMap<String, String>,
+    /// ECMA-354: the session id and when the session expires unless its timer is reset.
+    app_session: Option<(String, tokio::time::Instant, Duration)>,
 }
 
 struct Shared {
@@ -368,6 +385,7 @@ where
         id,
         tx: tx.clone(),
         monitors: HashMap::new(),
+        app_session: None,
     });
     let done = CancellationToken::new();
     let wdone = done.clone();
@@ -408,10 +426,21 @@ where
     }
     let mut deframer = Deframer::new(65_535);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut expiry_check = tokio::time::interval(Duration::from_millis(100));
     loop {
         let n = tokio::select! {
             _ = done.cancelled() => break,
             _ = sh.stop.cancelled() => break,
+            _ = expiry_check.tick() => {
+                let expired = lock(&sh.conn).as_ref().is_some_and(|c| {
+                    c.id == id && c.app_session.as_ref().is_some_and(|(_, exp, _)| *exp <= tokio::time::Instant::now())
+                });
+                if expired {
+                    info!(conn = id, "simulator: application session expired (timer not reset); closing");
+                    break;
+                }
+                continue;
+            }
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
@@ -529,6 +558,95 @@ fn handle(
         return;
     };
     debug!(request = %req.root, "simulator request");
+    let appl = |root: &str, inner: &str| {
+        let _ = tx.send(Wire::Frame(frame(
+            invoke,
+            &doc(crate::codec::xml::encode::ns::APPL_SESSION, root, inner),
+        )));
+    };
+    if let Some(app) = &sh.cfg.app_session {
+        let in_session = lock(&sh.conn)
+            .as_ref()
+            .is_some_and(|c| c.id == conn_id && c.app_session.is_some());
+        match req.root.as_str() {
+            "StartApplicationSession" => {
+                if req.get("userName") != Some(app.user.as_str())
+                    || req.get("password") != Some(app.password.as_str())
+                {
+                    warn!("simulator: StartApplicationSession with wrong credentials");
+                    appl(
+                        "StartApplicationSessionNegResponse",
+                        "<errorCode><definedError>invalidSessionLoginInfo</definedError></errorCode>",
+                    );
+                    return;
+                }
+                let requested: u32 = req
+                    .get("requestedSessionDuration")
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(app.max_duration_secs);
+                let granted = requested.clamp(1, app.max_duration_secs);
+                let sid = format!("SIM-SESSION-{conn_id}");
+                let version = req
+                    .get("protocolVersion")
+                    .unwrap_or(&sh.cfg.namespace)
+                    .to_string();
+                let d = Duration::from_secs(u64::from(granted));
+                if let Some(c) = lock(&sh.conn).as_mut().filter(|c| c.id == conn_id) {
+                    c.app_session = Some((sid.clone(), tokio::time::Instant::now() + d, d));
+                }
+                appl(
+                    "StartApplicationSessionPosResponse",
+                    &format!(
+                        "<sessionID>{sid}</sessionID><actualProtocolVersion>{}</actualProtocolVersion><actualSessionDuration>{granted}</actualSessionDuration>",
+                        esc(&version)
+                    ),
+                );
+                return;
+            }
+            "ResetApplicationSessionTimer" => {
+                let mut guard = lock(&sh.conn);
+                let session = guard
+                    .as_mut()
+                    .filter(|c| c.id == conn_id)
+                    .and_then(|c| c.app_session.as_mut());
+                match session {
+                    Some((sid, exp, d)) if req.get("sessionID") == Some(sid.as_str()) => {
+                        *exp = tokio::time::Instant::now() + *d;
+                        let secs = d.as_secs();
+                        drop(guard);
+                        appl(
+                            "ResetApplicationSessionTimerPosResponse",
+                            &format!("<actualSessionDuration>{secs}</actualSessionDuration>"),
+                        );
+                    }
+                    _ => {
+                        drop(guard);
+                        appl(
+                            "ResetApplicationSessionTimerNegResponse",
+                            "<errorCode><definedError>invalidSessionID</definedError></errorCode>",
+                        );
+                    }
+                }
+                return;
+            }
+            "StopApplicationSession" => {
+                if let Some(c) = lock(&sh.conn).as_mut().filter(|c| c.id == conn_id) {
+                    c.app_session = None;
+                    c.monitors.clear();
+                }
+                appl("StopApplicationSessionPosResponse", "");
+                return;
+            }
+            _ if !in_session => {
+                reply(
+                    "CSTAErrorCode",
+                    "<operation>invalidApplicationSession</operation>",
+                );
+                return;
+            }
+            _ => {}
+        }
+    }
     match req.root.as_str() {
         "SystemStatusResponse" => {}
         "SystemRegister" => reply(

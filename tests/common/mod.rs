@@ -8,7 +8,7 @@ use ctigate::connector::Client;
 use ctigate::gateway::{Gateway, StartOptions};
 use ctigate::link::Transport;
 use ctigate::model::LoginId;
-use ctigate::sim::csta_xml::{SimConfig, SimDial, Simulator, Timing};
+use ctigate::sim::csta_xml::{SimAppSession, SimConfig, SimDial, Simulator, Timing};
 use ctigate::tls::{DevCerts, server_name};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Knobs of a test environment.
 pub struct EnvOptions {
-    pub name: &'static str,
+    pub name: String,
     pub devices: u32,
     pub rate: f64,
     pub timing: Timing,
@@ -33,6 +33,8 @@ pub struct EnvOptions {
     pub api_mtls: bool,
     /// TLS on the PBX link.
     pub link_tls: LinkTls,
+    /// ECMA-354: the password the simulator expects (the gateway always sends `secret`).
+    pub session_password: &'static str,
 }
 
 /// How the PBX link is secured in a test.
@@ -47,9 +49,9 @@ pub enum LinkTls {
 }
 
 impl EnvOptions {
-    pub fn new(name: &'static str) -> EnvOptions {
+    pub fn new(name: &str) -> EnvOptions {
         EnvOptions {
-            name,
+            name: name.to_string(),
             devices: 3,
             rate: 0.0,
             timing: Timing::fast(),
@@ -62,7 +64,16 @@ impl EnvOptions {
             accept: false,
             api_mtls: false,
             link_tls: LinkTls::Ok,
+            session_password: "secret",
         }
+    }
+
+    /// Options for a test run against `dialect`; the link name carries the dialect, so metrics
+    /// of parallel tests do not mix.
+    pub fn for_dialect(name: &str, dialect: Dialect) -> EnvOptions {
+        let mut o = EnvOptions::new(&format!("{name}-{}", dialect.as_str()));
+        o.dialect = dialect;
+        o
     }
 }
 
@@ -75,7 +86,7 @@ pub struct Env {
     pub token_all: String,
     pub token_first: String,
     pub url: String,
-    pub pbx: &'static str,
+    pub pbx: String,
     pub mtls: bool,
 }
 
@@ -113,6 +124,11 @@ pub async fn start(o: EnvOptions) -> Env {
         timing: o.timing,
         seed: 7,
         dial,
+        app_session: (o.dialect == Dialect::Ecma354).then(|| SimAppSession {
+            user: "ctigate-app".into(),
+            password: o.session_password.to_string(),
+            max_duration_secs: 2,
+        }),
     })
     .await
     .unwrap();
@@ -122,9 +138,11 @@ pub async fn start(o: EnvOptions) -> Env {
         .collect();
     let token_all = generate_token();
     let token_first = generate_token();
-    let dialect = match o.dialect {
-        Dialect::Osv => "osv",
-        Dialect::RequestSystemStatus => "request-system-status",
+    let dialect = o.dialect.as_str();
+    let session = if o.dialect == Dialect::Ecma354 {
+        "session_user = \"ctigate-app\"\nsession_password = \"secret\"\nsession_duration_secs = 60\n"
+    } else {
+        ""
     };
     let mut toml = format!(
         r#"
@@ -145,7 +163,7 @@ protocol = "csta-xml"
 mode = "{mode}"
 address = "{sim}"
 dialect = "{dialect}"
-tls = {link_tls}
+{session}tls = {link_tls}
 {tls_files}
 max_frame_bytes = {max_frame}
 monitor_rate = 50
@@ -236,7 +254,7 @@ max_connections = 2
         token_all,
         token_first,
         url,
-        pbx: o.name,
+        pbx: o.name.clone(),
         mtls: o.api_mtls,
     }
 }

@@ -40,6 +40,35 @@ pub struct SessionConfig {
     pub handshake_timeout: Duration,
     /// Delay before a failed MonitorStart is retried.
     pub monitor_retry: Duration,
+    /// ECMA-354 application session settings (dialect `ecma354`).
+    pub app_session: Option<AppSession>,
+}
+
+/// ECMA-354 application session login (the Avaya DMCC shape).
+#[derive(Clone)]
+pub struct AppSession {
+    /// `applicationID`.
+    pub application_id: String,
+    /// Login user name.
+    pub user: String,
+    /// Login password.
+    pub password: String,
+    /// Protocol version to request.
+    pub protocol_version: String,
+    /// Session duration to request, seconds.
+    pub duration_secs: u32,
+}
+
+impl std::fmt::Debug for AppSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password.
+        f.debug_struct("AppSession")
+            .field("application_id", &self.application_id)
+            .field("user", &self.user)
+            .field("protocol_version", &self.protocol_version)
+            .field("duration_secs", &self.duration_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the session asks its runner to do.
@@ -74,6 +103,8 @@ enum Phase {
     AwaitSystemStatus,
     /// We sent RequestSystemStatus to open the session.
     AwaitStatusResponse,
+    /// We sent StartApplicationSession (ECMA-354).
+    AwaitAppSession,
     /// SystemRegister sent.
     Registering,
     /// Session up: monitoring and events.
@@ -83,6 +114,9 @@ enum Phase {
 enum Pending {
     SystemRegister,
     OpenStatus,
+    OpenAppSession,
+    ResetTimer,
+    StopAppSession,
     KeepAlive,
     MonitorStart(usize),
     MonitorStop,
@@ -127,6 +161,8 @@ pub struct Session {
     last_refill: Instant,
     last_rx: Instant,
     keepalive_misses: u32,
+    /// ECMA-354: session id, granted duration, next timer reset.
+    app: Option<(Text, Duration, Instant)>,
     out: Vec<Output>,
     scratch: BytesMut,
 }
@@ -146,6 +182,7 @@ impl Session {
         let phase = match cfg.dialect {
             Dialect::Osv => Phase::AwaitSystemStatus,
             Dialect::RequestSystemStatus => Phase::AwaitStatusResponse,
+            Dialect::Ecma354 => Phase::AwaitAppSession,
         };
         let mut s = Session {
             phase,
@@ -159,12 +196,17 @@ impl Session {
             last_refill: now,
             last_rx: now,
             keepalive_misses: 0,
+            app: None,
             out: Vec::new(),
             scratch: BytesMut::with_capacity(1024),
             cfg,
         };
-        if s.phase == Phase::AwaitStatusResponse {
-            s.request(Request::RequestSystemStatus, Pending::OpenStatus, now);
+        match s.phase {
+            Phase::AwaitStatusResponse => {
+                s.request(Request::RequestSystemStatus, Pending::OpenStatus, now);
+            }
+            Phase::AwaitAppSession => s.start_app_session(now),
+            _ => {}
         }
         s
     }
@@ -185,6 +227,29 @@ impl Session {
             .iter()
             .filter(|d| matches!(d.state, MonState::Monitored(_)))
             .count()
+    }
+
+    fn start_app_session(&mut self, now: Instant) {
+        let Some(a) = self.cfg.app_session.clone() else {
+            self.out.push(Output::Close(
+                "dialect ecma354 without session login settings".into(),
+            ));
+            return;
+        };
+        let versions = [a.protocol_version.as_str()];
+        self.request(
+            Request::StartApplicationSession {
+                application_id: &a.application_id,
+                user_name: Some(&a.user),
+                password: Some(&a.password),
+                session_cleanup_delay: Some(60),
+                login_namespace: crate::codec::xml::encode::ns::AVAYA,
+                protocol_versions: &versions,
+                session_duration: Some(a.duration_secs),
+            },
+            Pending::OpenAppSession,
+            now,
+        );
     }
 
     fn alloc_invoke(&mut self) -> InvokeId {
@@ -356,6 +421,55 @@ impl Session {
                 )));
             }
             (Pending::KeepAlive, _) => {}
+            (
+                Pending::OpenAppSession,
+                Ok(Response::StartApplicationSession {
+                    session_id: Some(sid),
+                    session_duration,
+                    protocol_version,
+                }),
+            ) => {
+                let requested = self
+                    .cfg
+                    .app_session
+                    .as_ref()
+                    .map_or(180, |a| a.duration_secs);
+                let granted =
+                    Duration::from_secs(u64::from(session_duration.unwrap_or(requested).max(2)));
+                info!(link = %self.cfg.pbx, granted_s = granted.as_secs(), version = protocol_version.as_deref().unwrap_or(""), "ECMA-354 application session started");
+                self.app = Some((Text::from(sid.as_ref()), granted, now + granted / 2));
+                self.become_ready(now);
+            }
+            (Pending::OpenAppSession, Err((c, v))) => {
+                tracing::error!(link = %self.cfg.pbx, error = %format!("{c}/{v}"), "StartApplicationSession refused: check session_user / session_password");
+                self.out.push(Output::Close(format!(
+                    "StartApplicationSession refused: {c}/{v}"
+                )));
+            }
+            (Pending::OpenAppSession, Ok(_)) => {
+                self.out.push(Output::Close(
+                    "StartApplicationSession answered without a sessionID".into(),
+                ));
+            }
+            (Pending::ResetTimer, Ok(r)) => {
+                if let Some(app) = self.app.as_mut() {
+                    // The switch may grant a different duration at each reset; the next reset
+                    // is due at half of it, counted from this answer.
+                    if let Response::ResetApplicationSessionTimer {
+                        session_duration: Some(d),
+                    } = r
+                    {
+                        app.1 = Duration::from_secs(u64::from(d.max(2)));
+                    }
+                    app.2 = now + app.1 / 2;
+                }
+            }
+            (Pending::ResetTimer, Err((c, v))) => {
+                self.out.push(Output::Close(format!(
+                    "ResetApplicationSessionTimer refused: {c}/{v}"
+                )));
+            }
+            (Pending::StopAppSession, _) => {}
             (Pending::MonitorStart(i), Ok(Response::MonitorStart { cross_ref: Some(x) })) => {
                 let x = Text::from(x.as_ref());
                 let dev = &mut self.devices[i];
@@ -596,6 +710,21 @@ impl Session {
                         .push(Output::Close("no answer to RequestSystemStatus".into()));
                     return;
                 }
+                Pending::OpenAppSession => {
+                    self.out
+                        .push(Output::Close("no answer to StartApplicationSession".into()));
+                    return;
+                }
+                Pending::ResetTimer => {
+                    self.keepalive_misses += 1;
+                    warn!(link = %self.cfg.pbx, misses = self.keepalive_misses, "ResetApplicationSessionTimer unanswered");
+                    if self.keepalive_misses >= 2 {
+                        self.out
+                            .push(Output::Close("two session timer resets unanswered".into()));
+                        return;
+                    }
+                }
+                Pending::StopAppSession => {}
                 Pending::MonitorStart(i) => {
                     self.monitor_failed(i, "monitor_failed: timeout".into(), now)
                 }
@@ -617,6 +746,30 @@ impl Session {
                 }
             }
             self.pump_monitors(now);
+            if let Some((sid, granted, next)) = self.app.clone() {
+                // ECMA-354: the session timer reset is the keep-alive, at half the granted duration.
+                let pending = self
+                    .pending
+                    .values()
+                    .any(|p| matches!(p.what, Pending::ResetTimer));
+                if next <= now && !pending {
+                    let requested = self
+                        .cfg
+                        .app_session
+                        .as_ref()
+                        .map_or(180, |a| a.duration_secs);
+                    self.request(
+                        Request::ResetApplicationSessionTimer {
+                            session_id: &sid,
+                            session_duration: requested,
+                        },
+                        Pending::ResetTimer,
+                        now,
+                    );
+                    self.app = Some((sid, granted, now + granted / 2));
+                }
+                return;
+            }
             let keepalive_pending = self
                 .pending
                 .values()
@@ -645,6 +798,13 @@ impl Session {
             self.request(
                 Request::MonitorStop { cross_ref: &x },
                 Pending::MonitorStop,
+                now,
+            );
+        }
+        if let Some((sid, _, _)) = self.app.take() {
+            self.request(
+                Request::StopApplicationSession { session_id: &sid },
+                Pending::StopAppSession,
                 now,
             );
         }
@@ -688,6 +848,14 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
             monitor_retry: Duration::from_secs(60),
+            app_session: (dialect == Dialect::Ecma354).then(|| AppSession {
+                application_id: "ctigate".into(),
+                user: "u".into(),
+                password: "p<&>".into(),
+                protocol_version:
+                    "http://www.ecma-international.org/standards/ecma-323/csta/ed3/priv2".into(),
+                duration_secs: 120,
+            }),
         })
     }
 
@@ -866,6 +1034,65 @@ mod tests {
         s.on_tick(t1 + Duration::from_secs(72));
         let (_, o) = sent(&mut s);
         assert!(o.iter().any(|o| matches!(o, Output::Close(_))), "{o:?}");
+    }
+
+    #[test]
+    fn ecma354_session_start_timer_reset_and_stop() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::Ecma354, &["100"]), t0);
+        let (f, _) = sent(&mut s);
+        assert_eq!(f[0].1, "StartApplicationSession");
+        assert!(f[0].2.contains("ecma-354/appl_session"), "{}", f[0].2);
+        assert!(f[0].2.contains("password>p&lt;&amp;&gt;</"), "{}", f[0].2);
+        assert!(
+            f[0].2
+                .contains("<requestedSessionDuration>120</requestedSessionDuration>")
+        );
+        s.on_frame(
+            &frame(f[0].0, "<StartApplicationSessionPosResponse xmlns='http://www.ecma-international.org/standards/ecma-354/appl_session'><sessionID>S-1</sessionID><actualProtocolVersion>x</actualProtocolVersion><actualSessionDuration>60</actualSessionDuration></StartApplicationSessionPosResponse>"),
+            t0,
+            0,
+        );
+        let (f, o) = sent(&mut s);
+        assert!(matches!(o[0], Output::Ready));
+        assert_eq!(f[0].1, "MonitorStart");
+        // No RequestSystemStatus keep-alive; the timer reset comes at half the granted 60 s.
+        s.on_tick(t0 + Duration::from_secs(29));
+        assert!(sent(&mut s).0.is_empty());
+        s.on_tick(t0 + Duration::from_secs(30));
+        let (f, _) = sent(&mut s);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].1, "ResetApplicationSessionTimer");
+        assert!(f[0].2.contains("<sessionID>S-1</sessionID>"));
+        s.on_frame(&frame(f[0].0, "<ResetApplicationSessionTimerPosResponse><actualSessionDuration>40</actualSessionDuration></ResetApplicationSessionTimerPosResponse>"), t0 + Duration::from_secs(30), 0);
+        // The new grant (40 s) sets the next reset at 20 s.
+        s.on_tick(t0 + Duration::from_secs(49));
+        assert!(sent(&mut s).0.is_empty());
+        s.on_tick(t0 + Duration::from_secs(50));
+        assert_eq!(sent(&mut s).0[0].1, "ResetApplicationSessionTimer");
+        s.on_shutdown(t0 + Duration::from_secs(51));
+        let names: Vec<String> = sent(&mut s).0.into_iter().map(|x| x.1).collect();
+        assert_eq!(
+            names.last().map(String::as_str),
+            Some("StopApplicationSession")
+        );
+    }
+
+    #[test]
+    fn ecma354_refused_login_closes_the_connection() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::Ecma354, &["100"]), t0);
+        let (f, _) = sent(&mut s);
+        s.on_frame(
+            &frame(f[0].0, "<StartApplicationSessionNegResponse><errorCode><definedError>invalidSessionLoginInfo</definedError></errorCode></StartApplicationSessionNegResponse>"),
+            t0,
+            0,
+        );
+        let (_, o) = sent(&mut s);
+        assert!(
+            matches!(&o[0], Output::Close(r) if r.contains("invalidSessionLoginInfo")),
+            "{o:?}"
+        );
     }
 
     #[test]
