@@ -136,7 +136,8 @@ impl StreamDecoder {
     fn position(&self) -> u64 {
         // For bare documents `pushed` keeps counting across gaps (the splitter lives on) and
         // `shift` adds the missing bytes; for the deframer both restart after a gap.
-        self.shift + self.pushed
+        // Saturating: a hex dump's offsets can claim any gap up to 2^64.
+        self.shift.saturating_add(self.pushed)
     }
 
     /// Handles one delivery from reassembly (or from the raw / hex reader).
@@ -173,7 +174,7 @@ impl StreamDecoder {
         match self.framing {
             Framing::Header => {
                 self.deframer = None;
-                self.shift = at + len;
+                self.shift = at.saturating_add(len);
                 self.pushed = 0;
             }
             Framing::Bare => {
@@ -187,7 +188,7 @@ impl StreamDecoder {
                     self.splitter = Some(s);
                 }
                 // The splitter's own count goes on from where the gap began.
-                self.shift += len;
+                self.shift = self.shift.saturating_add(len);
             }
         }
         self.note = Some("after a gap");
@@ -202,7 +203,7 @@ impl StreamDecoder {
                 if let Some(mut d) = self.deframer.take() {
                     let buf = d.buffer_mut();
                     if !buf.is_empty() {
-                        let at = self.position() - buf.len() as u64;
+                        let at = self.position().saturating_sub(buf.len() as u64);
                         let detail = match announced_len(buf) {
                             Some(len) => format!(
                                 "stream ended ({why}) inside a frame of {len} bytes after {} bytes",
@@ -233,7 +234,7 @@ impl StreamDecoder {
                             "truncated",
                             format!("stream ended ({why}) inside a document after {len} bytes"),
                         );
-                        e.offset = Some(shift + off);
+                        e.offset = Some(shift.saturating_add(off));
                         cx.out.error(&cx.place, &e);
                     }
                 }
@@ -263,7 +264,7 @@ impl StreamDecoder {
         d.push(chunk);
         self.pushed += chunk.len() as u64;
         loop {
-            let at = self.shift + self.pushed - d.buffer_mut().len() as u64;
+            let at = self.position().saturating_sub(d.buffer_mut().len() as u64);
             match d.next_frame() {
                 Ok(None) => break,
                 Ok(Some(f)) => self.frame(at, Some(f.invoke_id), f.body, cx),
@@ -272,12 +273,12 @@ impl StreamDecoder {
                     reason,
                     skipped,
                 }) => match &mut self.bad {
-                    Some(run) if run.end == at => run.end += skipped as u64,
+                    Some(run) if run.end == at => run.end = at.saturating_add(skipped as u64),
                     _ => {
                         self.flush_bad(cx);
                         self.bad = Some(BadRun {
                             offset: at,
-                            end: at + skipped as u64,
+                            end: at.saturating_add(skipped as u64),
                             header,
                             reason,
                         });
@@ -312,7 +313,7 @@ impl StreamDecoder {
     fn bare_item<W: Write>(&mut self, item: bare::Item, shift: u64, cx: &mut Cx<'_, W>) {
         let (kind, offset, detail) = match item {
             bare::Item::Doc { offset, body } => {
-                self.frame(shift + offset, None, body, cx);
+                self.frame(shift.saturating_add(offset), None, body, cx);
                 return;
             }
             bare::Item::Junk { offset, len } => (
@@ -339,7 +340,7 @@ impl StreamDecoder {
             detail += &format!(" ({note})");
         }
         let mut e = ErrorInfo::new("frame", kind, detail);
-        e.offset = Some(shift + offset);
+        e.offset = Some(shift.saturating_add(offset));
         cx.out.error(&cx.place, &e);
     }
 
