@@ -155,14 +155,20 @@ pub fn decode<R: Read, W: Write>(
                 InputFormat::Raw
             } else {
                 detect(&head, opts.no_header).ok_or_else(|| {
-                    CaptureError::Unrecognized(format!(
-                        "not pcap/pcapng, not a hex dump, and no {}; name the format with --format",
-                        if opts.no_header {
-                            "XML document at the start"
-                        } else {
-                            "CSTA XML frame header in the first 64 KiB"
-                        }
-                    ))
+                    let looks_bare = !opts.no_header
+                        && detect(&head, true) == Some(InputFormat::Raw);
+                    CaptureError::Unrecognized(if looks_bare {
+                        "no CSTA XML frame header, but XML documents: add --no-header".into()
+                    } else {
+                        format!(
+                            "not pcap/pcapng, not a hex dump, and no {}; name the format with --format",
+                            if opts.no_header {
+                                "XML document at the start"
+                            } else {
+                                "CSTA XML frame header in the first 64 KiB"
+                            }
+                        )
+                    })
                 })?
             }
         }

@@ -180,7 +180,9 @@ fn encode_packet(link: Link, p: &Pkt, server_port: u16, client_port: u16) -> (u3
             (113, hdr)
         }
         Link::Sll2V6 => {
-            let mut hdr = vec![0x86, 0xdd, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0];
+            let mut hdr = vec![
+                0x86, 0xdd, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0,
+            ];
             tcp(PacketBuilder::ipv6(s6, d6, 64))
                 .write(&mut out, &p.payload)
                 .unwrap();
@@ -362,7 +364,12 @@ fn a_pcap_decodes_like_the_raw_stream() {
         let first = &got[0];
         let flow = first["flow"].as_str().unwrap();
         assert!(flow.ends_with(":1040->10.0.0.2:50122") || flow.contains("]:1040->["));
-        assert!(first["ts"].as_str().unwrap().starts_with("2023-11-14T22:13:20."));
+        assert!(
+            first["ts"]
+                .as_str()
+                .unwrap()
+                .starts_with("2023-11-14T22:13:20.")
+        );
         let ev = kinds(&got, "event");
         // The first frame is complete with the third data segment, packet 6 (1 ms apart).
         assert_eq!(ev[0]["ts_ms"], 1_700_000_000_000u64 + 6);
@@ -392,7 +399,12 @@ fn a_lost_segment_is_a_gap_and_decoding_resumes_after_it() {
             .contains("300 bytes missing (the receiver acknowledged")
     );
     assert_eq!(errors[1]["error"], "bad_header");
-    assert!(errors[1]["detail"].as_str().unwrap().ends_with("(after a gap)"));
+    assert!(
+        errors[1]["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("(after a gap)")
+    );
     // Frames wholly before or after the hole are all there, at their offsets (their index
     // counts the frames this stream produced, so it is left out).
     let (_, want) = run(&data, &raw_opts());
@@ -498,7 +510,10 @@ fn port_filter_and_monitor_start_learning() {
     );
     let (_, got) = run(&pbx_only, &Options::default());
     let ev = &kinds(&got, "event")[0];
-    assert_eq!((&ev["device_source"], &ev["device"]), (&"subject".into(), &"4001".into()));
+    assert_eq!(
+        (&ev["device_source"], &ev["device"]),
+        (&"subject".into(), &"4001".into())
+    );
 }
 
 #[test]
@@ -516,7 +531,11 @@ fn bare_documents_over_tcp_and_raw() {
     let (r, raw) = run(docs.as_bytes(), &opts);
     let s = r.unwrap();
     assert_eq!((s.format, s.frames, s.events), ("raw", 3, 3));
-    assert!(kinds(&raw, "message").iter().all(|m| m["invoke_id"].is_null()));
+    assert!(
+        kinds(&raw, "message")
+            .iter()
+            .all(|m| m["invoke_id"].is_null())
+    );
     let pkts = connection(docs.as_bytes(), 5, &[10, 200, 3], &[2, 0, 1], &[1]);
     let (r, got) = run(&capture(Link::RawV6, &pkts, true, 1040), &opts);
     assert_eq!(r.unwrap().frames, 3);
@@ -544,7 +563,10 @@ fn hex_dump_input_and_oversize_frames() {
         .iter()
         .map(|m| m["offset"].as_u64().unwrap() as usize)
         .collect();
-    assert!(sizes[1] > sizes[2] - sizes[1], "the first frame is the largest");
+    assert!(
+        sizes[1] > sizes[2] - sizes[1],
+        "the first frame is the largest"
+    );
     let opts = Options {
         max_frame: sizes[1] - 1,
         ..raw_opts()
@@ -630,7 +652,10 @@ fn a_reused_address_pair_is_a_new_stream_and_rst_ends_one() {
         rst: true,
         payload: vec![],
     });
-    let (r, got) = run(&capture(Link::RawV6, &pkts, true, 1040), &Options::default());
+    let (r, got) = run(
+        &capture(Link::RawV6, &pkts, true, 1040),
+        &Options::default(),
+    );
     assert_eq!(r.unwrap().frames, 1);
     let errors = kinds(&got, "error");
     assert_eq!(errors.len(), 1, "{errors:?}");
