@@ -236,6 +236,64 @@ fn text2pcap_at_test_time_in_every_layout() {
 }
 
 #[test]
+fn a_packet_removed_by_editcap_is_a_gap_and_decoding_resumes() {
+    if !have_tool("editcap") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lost = dir.path().join("lost.pcap");
+    let st = Command::new("editcap")
+        .arg(data("t2p-eth-v4.pcap"))
+        .arg(&lost)
+        .arg("3")
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let raw = decode_ok(&[&data_str("pbx-stream.raw")]);
+    let want = comparable(&kinds(&raw.lines, "message"));
+    // No ACKs in this capture: the hole is given up when held data reaches the cap, or at the end.
+    for (extra, reason) in [
+        (&["--flow-buffer", "4000"][..], "per-flow buffer cap"),
+        (&[][..], "the stream ended"),
+    ] {
+        let mut args = vec![lost.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let r = decode_ok(&args);
+        let errors = kinds(&r.lines, "error");
+        assert_eq!(errors[0]["error"], "gap", "{errors:?}");
+        assert_eq!(errors[0]["offset"], 2000);
+        assert!(errors[0]["detail"].as_str().unwrap().contains(reason));
+        assert_eq!(errors[1]["error"], "bad_header");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        // Bytes 2000..3000 held parts of frames 4..6; every other frame decodes as in the stream.
+        let got: Vec<Value> = comparable(&kinds(&r.lines, "message"))
+            .into_iter()
+            .map(|mut m| {
+                m.as_object_mut().unwrap().remove("frame_index");
+                m
+            })
+            .collect();
+        let want: Vec<Value> = want
+            .iter()
+            .cloned()
+            .map(|mut m| {
+                m.as_object_mut().unwrap().remove("frame_index");
+                m
+            })
+            .filter(|m| {
+                let o = m["offset"].as_u64().unwrap();
+                !(1500..3354).contains(&o)
+            })
+            .collect();
+        assert_eq!(got, want, "{extra:?}");
+    }
+}
+
+#[test]
 fn a_real_loopback_capture_lists_what_the_gateway_delivered() {
     let r = decode_ok(&[
         &data_str("sim-gateway.pcapng"),
