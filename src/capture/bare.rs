@@ -168,8 +168,8 @@ impl Splitter {
                     i += 1;
                 }
                 St::SeekDecl => {
-                    // Look for `<?xml`; a declaration split across pushes is caught by keeping
-                    // the state in `last` (we accept `<?` and check the name in `Pi`).
+                    // Jump to the next `<`; `Lt` and `Pi` then check for `?xml` byte by byte, so
+                    // a declaration split across pushes is still found.
                     let rest = &data[i..];
                     match memchr::memchr(b'<', rest) {
                         None => {

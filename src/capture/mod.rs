@@ -190,6 +190,7 @@ pub fn decode<R: Read, W: Write>(
     let result = match format {
         InputFormat::Pcap => decode_pcap(reader, opts, framing, cap, &mut em),
         InputFormat::Hex => decode_hex(reader, framing, cap, &mut em),
+        // `Auto` was resolved above; it only reaches here for empty input.
         InputFormat::Raw | InputFormat::Auto => decode_raw(reader, framing, cap, &mut em),
     };
     if let Some(e) = em.take_failure() {
