@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod capture;
 pub mod codec;
 pub mod config;
 pub mod connector;

@@ -88,7 +88,8 @@ impl XmlError {
 }
 
 /// A decoded document: the root's local name, its namespace if declared, and the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct Document<'a> {
     /// Local name of the root element, e.g. `DeliveredEvent`.
     pub name: Str<'a>,
@@ -144,7 +145,9 @@ impl<T: Detach> Detach for Vec<T> {
 ///
 /// Events are by far the most frequent message and are built in place and returned by value;
 /// boxing them to even out the variant sizes would cost an allocation per event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[allow(clippy::large_enum_variant)]
 pub enum Message<'a> {
     /// An unsolicited event (any `*Event` root).
@@ -195,7 +198,9 @@ impl Message<'_> {
 }
 
 /// A positive response to one of our requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response<'a> {
     /// `SystemStatusResponse`.
     SystemStatus,
@@ -347,7 +352,8 @@ impl Response<'_> {
 }
 
 /// One call in a `SnapshotDeviceResponse` (`snapshotDeviceResponseInfo`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct SnapshotCall<'a> {
     /// `connectionIdentifier`.
     pub connection: Connection<'a>,
@@ -369,7 +375,8 @@ impl Detach for SnapshotCall<'_> {
 }
 
 /// One device on a call in a `SnapshotCallResponse` (`snapshotCallResponseInfo`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct SnapshotParty<'a> {
     /// `deviceOnCall`.
     pub device: Option<Device<'a>>,
@@ -391,7 +398,8 @@ impl Detach for SnapshotParty<'_> {
 }
 
 /// One segment of `SwitchingFunctionDevices`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeviceList<'a> {
     /// `serviceCrossRefID`, as in the `GetSwitchingFunctionDevicesResponse`.
     pub service_cross_ref: Option<Str<'a>>,
@@ -416,7 +424,8 @@ impl Detach for DeviceList<'_> {
 }
 
 /// One `deviceList/device` of `SwitchingFunctionDevices`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListedDevice<'a> {
     /// `deviceID`.
     pub id: Option<Str<'a>>,
@@ -435,7 +444,8 @@ impl Detach for ListedDevice<'_> {
 }
 
 /// One `agentStateEntry` of a `GetAgentStateResponse`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct AgentStateEntry<'a> {
     /// `agentID`.
     pub agent_id: Option<Str<'a>>,
@@ -457,7 +467,8 @@ impl Detach for AgentStateEntry<'_> {
 }
 
 /// One `agentInfo` of an `agentStateEntry`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct AgentInfo<'a> {
     /// `acdGroup`.
     pub acd_group: Option<Str<'a>>,
@@ -479,7 +490,8 @@ impl Detach for AgentInfo<'_> {
 }
 
 /// One `forwardListItem` of a `GetForwardingResponse`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct ForwardItem<'a> {
     /// `forwardingType`, e.g. `forwardImmediate`.
     pub forwarding_type: Option<Str<'a>>,
@@ -501,7 +513,8 @@ impl Detach for ForwardItem<'_> {
 }
 
 /// `CSTAErrorCode`: one category element holding one value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct CstaError<'a> {
     /// The category element (`operation`, `stateIncompatibility`, `systemResourceAvailibility`, …;
     /// `definedError` for an ECMA-354 negative response).
@@ -511,7 +524,8 @@ pub struct CstaError<'a> {
 }
 
 /// A connection identifier: the pair (callID, deviceID).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Connection<'a> {
     /// Opaque call id; never parsed.
     pub call_id: Option<Str<'a>>,
@@ -530,7 +544,8 @@ impl Detach for Connection<'_> {
 }
 
 /// An extended device id: a number, or one of the reasons there is none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum Device<'a> {
     /// `deviceIdentifier` (or `numberDialed`), raw as sent.
     Id(Str<'a>),
@@ -568,7 +583,8 @@ impl Device<'_> {
 }
 
 /// `chargingInfo` (ChargingEvent, ConnectionClearedEvent, TransferedEvent). Values are raw text.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Charging<'a> {
     /// `typeOfChargingInfo`: `subTotal` or `total`.
     pub info_type: Option<Str<'a>>,
@@ -599,7 +615,8 @@ impl Detach for Charging<'_> {
 }
 
 /// Event types the gateway decodes field by field; everything else is [`EventKind::Other`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum EventKind {
     // Call control.
@@ -696,7 +713,8 @@ impl EventKind {
 /// The fields of an event the gateway uses. Which of them are set depends on the event type; the
 /// element each one comes from is listed on the field. Every path is from the root, matched by local
 /// name; when an element occurs twice the last one wins.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct Event<'a> {
     /// The event type.
     pub kind: EventKind,
