@@ -8,7 +8,7 @@ use crate::connector::{Client, ClientError, render};
 use crate::gateway::{Gateway, GatewayError, StartOptions};
 use crate::link::Transport;
 use crate::model::LoginId;
-use crate::sim::csta_xml::{SimConfig, Simulator, Timing};
+use crate::sim::csta_xml::{DeviceStyle, SimConfig, Simulator, Timing};
 use crate::tls::{DevCerts, TlsError, server_name};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -72,6 +72,7 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         seed: rand::random(),
         dial: None,
         app_session: None,
+        device_style: DeviceStyle::Osv,
     })
     .await
     .map_err(DemoError::Sim)?;

@@ -218,7 +218,17 @@ enum SimCmd {
         /// With --dialect ecma354: longest session duration granted, seconds.
         #[arg(long, default_value_t = 180)]
         session_max_duration: u32,
+        /// How device ids appear in events: plain digits, OSV `N<…>;displayNumber=…`, or SIP URIs.
+        #[arg(long, value_enum, default_value_t = SimDeviceStyle::Plain)]
+        device_style: SimDeviceStyle,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SimDeviceStyle {
+    Plain,
+    Osv,
+    Sip,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -315,6 +325,7 @@ async fn main() -> Result<()> {
                     session_user,
                     session_password,
                     session_max_duration,
+                    device_style,
                 },
         } => {
             init_logs(cli.log_format, "info");
@@ -340,6 +351,11 @@ async fn main() -> Result<()> {
                         max_duration_secs: session_max_duration,
                     }
                 }),
+                device_style: match device_style {
+                    SimDeviceStyle::Plain => ctigate::sim::csta_xml::DeviceStyle::Plain,
+                    SimDeviceStyle::Osv => ctigate::sim::csta_xml::DeviceStyle::Osv,
+                    SimDeviceStyle::Sip => ctigate::sim::csta_xml::DeviceStyle::SipUri,
+                },
                 namespace,
                 tls,
                 timing: Timing {

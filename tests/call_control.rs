@@ -5,7 +5,7 @@ mod common;
 
 use common::{EnvOptions, recv_until, start};
 use ctigate::connector::Client;
-use ctigate::sim::csta_xml::Scenario;
+use ctigate::sim::csta_xml::{DeviceStyle, Scenario};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,9 +46,26 @@ fn ev<'a>(kind: &'a str, login: &'a str) -> impl Fn(&Value) -> bool + 'a {
     move |v: &Value| v["type"] == "event" && v["event"] == kind && v["login_id"] == login
 }
 
+/// Each style of device id the PBX may use in events: plain digits, OSV `N<…>;displayNumber=…`,
+/// SIP URIs. Call control must find the PBX's own connection ids in every case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_call_control_command_round_trips() {
-    let mut o = EnvOptions::new("call-control");
+async fn every_call_control_command_round_trips_with_plain_device_ids() {
+    every_call_control_command_round_trips("call-control-plain", DeviceStyle::Plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_control_command_round_trips_with_osv_device_ids() {
+    every_call_control_command_round_trips("call-control-osv", DeviceStyle::Osv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_control_command_round_trips_with_sip_device_ids() {
+    every_call_control_command_round_trips("call-control-sip", DeviceStyle::SipUri).await;
+}
+
+async fn every_call_control_command_round_trips(name: &str, style: DeviceStyle) {
+    let mut o = EnvOptions::new(name);
+    o.device_style = style;
     o.devices = 2;
     o.timing.ring = Duration::from_secs(5);
     o.timing.talk = Duration::from_secs(30);
@@ -229,6 +246,12 @@ async fn every_call_control_command_round_trips() {
     .await;
     assert_eq!(r["error"]["code"], "timeout", "{r}");
     env.sim.set_unresponsive(false);
+    if style != DeviceStyle::Plain {
+        assert!(
+            env.sim.styled_device_ids_received() >= 5,
+            "call control used the PBX's own connection ids"
+        );
+    }
     let (r, _) = command(
         &mut c,
         json!({"type":"set_do_not_disturb","id":18,"login_id":a,"on":false}),

@@ -86,6 +86,30 @@ pub struct SimConfig {
     /// longest session duration granted, seconds. A session whose timer is not reset in time is
     /// dropped with the connection, as AE Services does.
     pub app_session: Option<SimAppSession>,
+    /// How the simulator writes its own devices in events (the gateway configures them plain).
+    pub device_style: DeviceStyle,
+}
+
+/// The form in which a PBX writes device ids in events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceStyle {
+    /// `4001`.
+    #[default]
+    Plain,
+    /// OpenScape Voice: `N<4001>;displayNumber=4001`.
+    Osv,
+    /// SIP phones (uaCSTA): `sip:4001@pbx.example`.
+    SipUri,
+}
+
+impl DeviceStyle {
+    fn render(self, d: &str) -> String {
+        match self {
+            DeviceStyle::Plain => d.to_string(),
+            DeviceStyle::Osv => format!("N<{d}>;displayNumber={d}"),
+            DeviceStyle::SipUri => format!("sip:{d}@pbx.example"),
+        }
+    }
 }
 
 /// The simulator's ECMA-354 application-session settings.
@@ -186,6 +210,8 @@ struct Shared {
     connections: AtomicU64,
     paused: AtomicBool,
     unresponsive: AtomicBool,
+    /// Connection ids received in the styled (non-plain) form the simulator's events used.
+    styled_ids: AtomicU64,
     rng: Mutex<StdRng>,
     stop: CancellationToken,
 }
@@ -221,6 +247,7 @@ impl Simulator {
             connections: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             unresponsive: AtomicBool::new(false),
+            styled_ids: AtomicU64::new(0),
             stop: CancellationToken::new(),
         });
         match listener {
@@ -282,6 +309,12 @@ impl Simulator {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.sh.connections.load(Ordering::Relaxed)
+    }
+
+    /// Requests whose connection id came back in the styled form our events used (so the
+    /// gateway echoed the PBX's own ids rather than its configured device names).
+    pub fn styled_device_ids_received(&self) -> u64 {
+        self.sh.styled_ids.load(Ordering::Relaxed)
     }
 
     /// Events sent so far.
@@ -552,11 +585,23 @@ fn handle(
     let reply = |root: &str, inner: &str| {
         let _ = tx.send(Wire::Frame(frame(invoke, &doc(&ns, root, inner))));
     };
-    let Some(req) = parse_request(body) else {
+    let Some(mut req) = parse_request(body) else {
         warn!("simulator: undecodable request");
         reply("CSTAErrorCode", "<operation>generic</operation>");
         return;
     };
+    // Connection ids come back in whatever form our events used; map them to our devices.
+    for (k, v) in req.leaves.iter_mut() {
+        if k.ends_with("deviceID") {
+            let plain = crate::model::party::dialable(v);
+            if let Some(d) = sh.cfg.devices.iter().find(|d| **d == plain) {
+                if v != d {
+                    sh.styled_ids.fetch_add(1, Ordering::Relaxed);
+                }
+                *v = d.clone();
+            }
+        }
+    }
     debug!(request = %req.root, "simulator request");
     let appl = |root: &str, inner: &str| {
         let _ = tx.send(Wire::Frame(frame(
@@ -1096,7 +1141,26 @@ fn new_call_id(sh: &Shared) -> String {
 }
 
 /// Sends an event if `device` is monitored on the current connection.
+/// Writes the simulator's own devices in the configured style inside device id elements.
+fn styled(sh: &Shared, xml: &str) -> String {
+    if sh.cfg.device_style == DeviceStyle::Plain {
+        return xml.to_string();
+    }
+    let mut out = xml.to_string();
+    for d in &sh.cfg.devices {
+        let r = esc(&sh.cfg.device_style.render(d));
+        for tag in ["deviceID", "deviceIdentifier"] {
+            out = out.replace(
+                &format!("<{tag}>{d}</{tag}>"),
+                &format!("<{tag}>{r}</{tag}>"),
+            );
+        }
+    }
+    out
+}
+
 fn emit(sh: &Shared, device: &str, name: &str, inner: &str) {
+    let inner = &styled(sh, inner);
     let guard = lock(&sh.conn);
     let Some(c) = guard.as_ref() else { return };
     let Some(xref) = c.monitors.get(device) else {

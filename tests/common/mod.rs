@@ -8,7 +8,7 @@ use ctigate::connector::Client;
 use ctigate::gateway::{Gateway, StartOptions};
 use ctigate::link::Transport;
 use ctigate::model::LoginId;
-use ctigate::sim::csta_xml::{SimAppSession, SimConfig, SimDial, Simulator, Timing};
+use ctigate::sim::csta_xml::{DeviceStyle, SimAppSession, SimConfig, SimDial, Simulator, Timing};
 use ctigate::tls::{DevCerts, server_name};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -35,6 +35,8 @@ pub struct EnvOptions {
     pub link_tls: LinkTls,
     /// ECMA-354: the password the simulator expects (the gateway always sends `secret`).
     pub session_password: &'static str,
+    /// How the simulator writes its devices in events.
+    pub device_style: DeviceStyle,
 }
 
 /// How the PBX link is secured in a test.
@@ -65,6 +67,7 @@ impl EnvOptions {
             api_mtls: false,
             link_tls: LinkTls::Ok,
             session_password: "secret",
+            device_style: DeviceStyle::Plain,
         }
     }
 
@@ -129,6 +132,7 @@ pub async fn start(o: EnvOptions) -> Env {
             password: o.session_password.to_string(),
             max_duration_secs: 2,
         }),
+        device_style: o.device_style,
     })
     .await
     .unwrap();
