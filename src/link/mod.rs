@@ -5,6 +5,7 @@
 //! block, and writes go through a bounded queue to a writer task.
 
 pub mod csta_xml;
+pub mod log_budget;
 pub mod transport;
 
 use crate::codec::framing::Deframer;
@@ -280,6 +281,7 @@ async fn serve(
     let writer_done = CancellationToken::new();
     let writer = tokio::spawn(write_loop(wr, wrx, writer_done.clone(), name.clone()));
     let mut deframer = Deframer::new(cfg.max_frame_bytes);
+    let mut framing_log = log_budget::LogBudget::default();
     let mut session = Session::new(cfg.session.clone(), Instant::now());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -322,7 +324,9 @@ async fn serve(
                             Ok(None) => break,
                             Err(e) => {
                                 metrics::counter!("ctigate_link_decode_errors_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
-                                warn!(link = %name, error = %e, "framing error; stream resynchronised");
+                                if let Some(suppressed) = framing_log.take(now) {
+                                    warn!(link = %name, error = %e, suppressed, "framing error; stream resynchronised");
+                                }
                             }
                         }
                     }

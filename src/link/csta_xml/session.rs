@@ -163,6 +163,7 @@ pub struct Session {
     keepalive_misses: u32,
     /// ECMA-354: session id, granted duration, next timer reset.
     app: Option<(Text, Duration, Instant)>,
+    decode_log: crate::link::log_budget::LogBudget,
     out: Vec<Output>,
     scratch: BytesMut,
 }
@@ -197,6 +198,7 @@ impl Session {
             last_rx: now,
             keepalive_misses: 0,
             app: None,
+            decode_log: Default::default(),
             out: Vec::new(),
             scratch: BytesMut::with_capacity(1024),
             cfg,
@@ -301,7 +303,9 @@ impl Session {
             Ok(d) => d,
             Err(e) => {
                 metrics::counter!("ctigate_link_decode_errors_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
-                warn!(link = %self.cfg.pbx, invoke_id = %frame.invoke_id, bytes = frame.body.len(), error = %e, "undecodable CSTA XML document skipped");
+                if let Some(suppressed) = self.decode_log.take(now) {
+                    warn!(link = %self.cfg.pbx, invoke_id = %frame.invoke_id, bytes = frame.body.len(), error = %e, suppressed, "undecodable CSTA XML document skipped");
+                }
                 return;
             }
         };
