@@ -1,4 +1,5 @@
-//! Tests against peers nobody here wrote: Prometheus's `promtool` lints our `/metrics`.
+//! Tests against peers nobody here wrote: Prometheus's `promtool` lints our `/metrics`; a connector
+//! written with Python's `websockets` over OpenSSL talks to the connector API.
 //!
 //! On a developer machine without the tool the test says so and passes; under CI (`CI` set) a
 //! missing tool is a failure, because `.ci/run` installs it.
@@ -13,18 +14,22 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn tool(name: &str) -> bool {
+    runs(name, &["--version"])
+}
+
+fn runs(name: &str, args: &[&str]) -> bool {
     let found = Command::new(name)
-        .arg("--version")
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok();
+        .is_ok_and(|s| s.success());
     if !found {
         assert!(
             std::env::var_os("CI").is_none(),
-            "{name} is required under CI (.ci/run installs it)"
+            "{name} {args:?} is required under CI (.ci/run installs it)"
         );
-        eprintln!("SKIPPED: {name} is not installed (apt-get install prometheus)");
+        eprintln!("SKIPPED: {name} {args:?} does not run here (.ci/run installs what it needs)");
     }
     found
 }
@@ -68,4 +73,50 @@ async fn promtool_accepts_our_metrics() {
         out.status.success() && report.trim().is_empty(),
         "promtool:\n{report}\n--- metrics ---\n{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_websockets_connector_over_openssl_is_served() {
+    if !runs("python3", &["-c", "import websockets"]) {
+        return;
+    }
+    let env = start(EnvOptions::new("python-peer")).await;
+    env.wait_green().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &env.certs.ca_pem).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/connector.py");
+    let args = vec![
+        script.to_string(),
+        env.url.clone(),
+        ca.to_str().unwrap().to_string(),
+        env.token_first.clone(),
+        env.logins[0].clone(),
+        "+49 30 4711".to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["welcome"]["login_ids"][0], env.logins[0].as_str());
+    assert_eq!(v["result"]["ok"], true, "{v}");
+    assert_eq!(v["result"]["id"], "py-1");
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(
+        events.starts_with(&["initiated", "originated"]),
+        "{events:?}"
+    );
+    assert_eq!(v["tls"], "TLSv1.3");
 }
