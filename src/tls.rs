@@ -96,9 +96,11 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let cfg = builder
+    let mut cfg = builder
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
+    // Our cipher-suite preference (rustls's, strongest first) wins over the client's.
+    cfg.ignore_client_order = true;
     Ok(Arc::new(cfg))
 }
 
@@ -175,6 +177,10 @@ impl DevCerts {
         dn.push(DnType::OrganizationName, "ctigate");
         ca_params.distinguished_name = dn;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let now = time::OffsetDateTime::now_utc();
+        // Bounded validity: five years for the CA, 397 days for leaves (what browsers accept).
+        ca_params.not_before = now - time::Duration::days(1);
+        ca_params.not_after = now + time::Duration::days(5 * 365);
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -191,12 +197,16 @@ impl DevCerts {
         sp.distinguished_name
             .push(DnType::CommonName, "ctigate server");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        sp.not_before = now - time::Duration::days(1);
+        sp.not_after = now + time::Duration::days(397);
         let server_key = KeyPair::generate().map_err(gen_err)?;
         let server_cert = sp.signed_by(&server_key, &issuer).map_err(gen_err)?;
 
         let mut cp = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
         cp.distinguished_name.push(DnType::CommonName, client_name);
         cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        cp.not_before = now - time::Duration::days(1);
+        cp.not_after = now + time::Duration::days(397);
         let client_key = KeyPair::generate().map_err(gen_err)?;
         let client_cert = cp.signed_by(&client_key, &issuer).map_err(gen_err)?;
 

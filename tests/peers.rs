@@ -120,3 +120,70 @@ async fn a_python_websockets_connector_over_openssl_is_served() {
     );
     assert_eq!(v["tls"], "TLSv1.3");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testssl_finds_nothing_wrong_with_the_connector_listener() {
+    if !runs("testssl", &["--version"]) {
+        return;
+    }
+    let env = start(EnvOptions::new("testssl")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &env.certs.ca_pem).unwrap();
+    let json = dir.path().join("testssl.json");
+    let target = format!("localhost:{}", env.gw.api_addr.port());
+    let args = vec![
+        "--quiet".to_string(),
+        "--fast".into(),
+        "--warnings".into(),
+        "off".into(),
+        "--color".into(),
+        "0".into(),
+        "--add-ca".into(),
+        ca.to_str().unwrap().into(),
+        "--jsonfile".into(),
+        json.to_str().unwrap().into(),
+        target,
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new("testssl").args(args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|_| {
+        panic!(
+            "testssl wrote no report: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let get = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f["id"] == id)
+            .map(|f| {
+                (
+                    f["severity"].as_str().unwrap_or("").to_string(),
+                    f["finding"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .unwrap_or_else(|| panic!("testssl has no finding {id}"))
+    };
+    for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
+        assert!(get(old).1.contains("not offered"), "{old}: {:?}", get(old));
+    }
+    assert!(
+        get("TLS1_3").1.starts_with("offered"),
+        "{:?}",
+        get("TLS1_3")
+    );
+    // The development certificates carry no CRL or OCSP URI; real ones do.
+    let allowed = ["cert_revocation"];
+    let bad: Vec<String> = findings
+        .iter()
+        .filter(|f| matches!(f["severity"].as_str(), Some("HIGH" | "CRITICAL")))
+        .filter(|f| !allowed.contains(&f["id"].as_str().unwrap_or("")))
+        .map(|f| format!("{} {}: {}", f["severity"], f["id"], f["finding"]))
+        .collect();
+    assert!(bad.is_empty(), "testssl findings:\n{}", bad.join("\n"));
+}
