@@ -70,6 +70,9 @@ pub enum XmlError {
     /// Non-whitespace text or a second element after the root closed.
     #[error("content after the root element")]
     TrailingContent,
+    /// A document of 4 GiB or more (frames are at most 64 KiB).
+    #[error("document too large")]
+    TooLarge,
 }
 
 impl XmlError {
@@ -83,6 +86,7 @@ impl XmlError {
             XmlError::BadReference(_) => "bad_reference",
             XmlError::InvalidUtf8 | XmlError::UnsupportedEncoding(_) => "encoding",
             XmlError::NoRoot | XmlError::TrailingContent => "not_xml",
+            XmlError::TooLarge => "too_large",
         }
     }
 }
