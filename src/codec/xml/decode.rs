@@ -21,9 +21,9 @@ use super::scan::{
     normalize_eol, same, same_at, text_run, trim_xml, unescape, word,
 };
 use super::{
-    AgentStateEntry, Charging, Connection, CstaError, Device, DeviceList, Document, Event,
-    EventKind, ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall,
-    SnapshotParty, Str, XmlError,
+    AgentStateEntry, Connection, CstaError, Device, DeviceList, Document, Event, EventKind,
+    ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall, SnapshotParty, Str,
+    XmlError,
 };
 use std::borrow::Cow;
 
@@ -54,8 +54,19 @@ pub fn decode(input: &[u8]) -> Result<Document<'_>, XmlError> {
             }
         }
     }
-    let s = std::str::from_utf8(input).map_err(|_| XmlError::InvalidUtf8)?;
-    decode_str(s, after_decl)
+    decode_str(utf8(input)?, after_decl)
+}
+
+/// The document as text. CSTA documents are nearly always ASCII, which is much cheaper to check
+/// than UTF-8 (an OR of all words); anything else is validated in full.
+#[inline]
+fn utf8(input: &[u8]) -> Result<&str, XmlError> {
+    if super::scan::is_ascii(input) {
+        // SAFETY: every byte is below 0x80, and ASCII bytes are valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(input) })
+    } else {
+        std::str::from_utf8(input).map_err(|_| XmlError::InvalidUtf8)
+    }
 }
 
 /// The encodings we decode.
@@ -177,11 +188,12 @@ fn next_attribute<'a>(
         Some(&q @ (b'"' | b'\'')) => q,
         _ => return Err(bad(j)),
     };
-    let close = j + 1 + memchr::memchr(quote, &b[j + 1..]).ok_or_else(|| bad(j))?;
-    let value = attrs.get(j + 1..close).unwrap_or_default();
-    if memchr::memchr(b'<', value.as_bytes()).is_some() {
+    // One pass finds the closing quote, or a `<` (never allowed in a value) before it.
+    let close = j + 1 + memchr::memchr2(quote, b'<', &b[j + 1..]).ok_or_else(|| bad(j))?;
+    if b[close] == b'<' {
         return Err(bad(start));
     }
+    let value = attrs.get(j + 1..close).unwrap_or_default();
     *i = close + 1;
     Ok(Some((name, value)))
 }
@@ -1150,7 +1162,7 @@ impl<'a> Sink<'a> for EventSink<'_, 'a> {
                 } else if let Some(slot) = self.dev_slot(sym) {
                     *slot = None;
                 } else if sym == ChargingInfo {
-                    self.0.charging = Some(Charging::default());
+                    self.0.charging = Some(Box::default());
                 }
             }
             [
@@ -2400,6 +2412,25 @@ mod tests {
         assert!(names(r#" a="<""#).is_err());
         assert!(names(r#" ="1""#).is_err());
         assert_eq!(names("").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn non_ascii_documents_are_validated_in_full() {
+        let ok = "<a>Müller €</a>".repeat(1);
+        assert!(decode(ok.as_bytes()).is_ok());
+        for bad in [
+            &b"<a>\xff</a>"[..],
+            b"<a>\xc3</a>",
+            b"<abcdefghijklmnopqrstuvwxyz0123456789>\xed\xa0\x80</abcdefghijklmnopqrstuvwxyz0123456789>",
+        ] {
+            assert_eq!(decode(bad), Err(XmlError::InvalidUtf8));
+        }
+        assert!(super::super::scan::is_ascii(&[b'a'; 100]));
+        for at in 0..100 {
+            let mut b = [b'a'; 100];
+            b[at] = 0x80;
+            assert!(!super::super::scan::is_ascii(&b), "{at}");
+        }
     }
 
     #[test]

@@ -137,6 +137,13 @@ impl<T: Detach> Detach for Option<T> {
     }
 }
 
+impl<T: Detach> Detach for Box<T> {
+    type Owned = Box<T::Owned>;
+    fn detach(self) -> Self::Owned {
+        Box::new((*self).detach())
+    }
+}
+
 impl<T: Detach> Detach for Vec<T> {
     type Owned = Vec<T::Owned>;
     fn detach(self) -> Self::Owned {
@@ -763,8 +770,8 @@ pub struct Event<'a> {
     pub number_queued: Option<u32>,
     /// `callsInFront` (QueuedEvent).
     pub calls_in_front: Option<u32>,
-    /// `chargingInfo`.
-    pub charging: Option<Charging<'a>>,
+    /// `chargingInfo`. Boxed: it is rare, and every event would otherwise carry its space.
+    pub charging: Option<Box<Charging<'a>>>,
     /// `agentID`.
     pub agent_id: Option<Str<'a>>,
     /// `acdGroup`.

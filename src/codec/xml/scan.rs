@@ -232,6 +232,26 @@ fn text_masks(c: &[u8; 16]) -> TextMasks {
     }
 }
 
+/// Whether every byte of `b` is ASCII: an OR of all its 8-byte words, four at a time (which the
+/// compiler turns into vector ORs), then one test of the high bits.
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let word = |w: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        u64::from_le_bytes(a)
+    };
+    let blocks = b.chunks_exact(32);
+    let tail = blocks.remainder();
+    let mut acc = [0u64; 4];
+    for block in blocks {
+        for (a, w) in acc.iter_mut().zip(block.chunks_exact(8)) {
+            *a |= word(w);
+        }
+    }
+    (acc[0] | acc[1] | acc[2] | acc[3]) & HI == 0 && tail.is_ascii()
+}
+
 /// The name mask of 16 bytes, with the fastest implementation this build has.
 #[inline(always)]
 fn name_mask(c: &[u8; 16]) -> NameMask {
