@@ -513,8 +513,9 @@ struct SEvent {
     correlator_data: Option<SString>,
 }
 
-/// The root element selects the variant.
+/// The root element selects the variant (so the variants are named after the XML roots).
 #[derive(Deserialize, Debug)]
+#[allow(clippy::enum_variant_names)]
 enum SDoc {
     ServiceInitiatedEvent(SEvent),
     OriginatedEvent(SEvent),

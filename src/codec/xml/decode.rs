@@ -2416,7 +2416,7 @@ mod tests {
 
     #[test]
     fn non_ascii_documents_are_validated_in_full() {
-        let ok = "<a>Müller €</a>".repeat(1);
+        let ok = "<a>Müller €</a>";
         assert!(decode(ok.as_bytes()).is_ok());
         for bad in [
             &b"<a>\xff</a>"[..],
