@@ -1488,7 +1488,7 @@ impl<'a> Sink<'a> for FeaturesSink<'a> {
         if parse_bool(&v) != Some(true) {
             return;
         }
-        let local = match qname.iter().rposition(|&c| c == b':') {
+        let local = match qname.iter().position(|&c| c == b':') {
             Some(i) => &qname[i + 1..],
             None => qname,
         };

@@ -304,9 +304,9 @@ pub(crate) fn text_run(b: &[u8], mut i: usize) -> (usize, bool) {
     (i, plain)
 }
 
-/// Scans a name starting at `from`; returns its end and where its local part starts. The first
-/// byte must be a letter, `_`, `:` or non-ASCII; the name must end at whitespace, `/` or `>` and
-/// hold none of `<`, `=`, quotes or `&`.
+/// Scans a name starting at `from`; returns its end and where its local part starts (after the
+/// first colon, if any). The first byte must be a letter, `_`, `:` or non-ASCII; the name must end
+/// at whitespace, `/` or `>` and hold none of `<`, `=`, quotes or `&`.
 #[inline(always)]
 pub(crate) fn name_end(b: &[u8], from: usize) -> Result<(usize, usize), XmlError> {
     match b.get(from) {
@@ -324,7 +324,9 @@ pub(crate) fn name_end(b: &[u8], from: usize) -> Result<(usize, usize), XmlError
             let c = b[i + k];
             match NAME_CLASS[usize::from(c)] {
                 0 => {
-                    if c == b':' {
+                    // The prefix ends at the first colon (a name with more is not
+                    // namespace-well-formed; this is how quick-xml reads it too).
+                    if c == b':' && local == from {
                         local = i + k + 1;
                     }
                 }
@@ -339,7 +341,7 @@ pub(crate) fn name_end(b: &[u8], from: usize) -> Result<(usize, usize), XmlError
     while let Some(&c) = b.get(i) {
         match NAME_CLASS[usize::from(c)] {
             0 => {
-                if c == b':' {
+                if c == b':' && local == from {
                     local = i + 1;
                 }
                 i += 1;
@@ -802,6 +804,9 @@ mod tests {
             }
         }
         assert!(name_end(b"<1a>", 1).is_err());
+        // Found by fuzzing: with two colons the prefix still ends at the first.
+        assert_eq!(name_end(b"<a:b:c>", 1), Ok((6, 3)));
+        assert_eq!(name_end(b"<:a>", 1), Ok((3, 2)));
         assert!(name_end(b"< a>", 1).is_err());
     }
 
