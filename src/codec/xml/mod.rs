@@ -7,7 +7,7 @@
 //! unless a reference had to be resolved. The encoder ([`encode`]) writes the requests the gateway
 //! sends.
 //!
-//! [`reference`] is a second, independent decoder built on quick-xml; it exists so tests and fuzzers
+//! [`mod@reference`] is a second, independent decoder built on quick-xml; it exists so tests and fuzzers
 //! can hold the hand-written one to it, and is not meant for production use.
 
 mod decode;
