@@ -1106,13 +1106,13 @@ fn request(k: usize, f: &Fields) -> (Request<'_>, Vec<(String, String)>) {
         18 => (
             Request::SetDoNotDisturb {
                 device: f.s(0),
-                on: f.s(1).len() % 2 == 0,
+                on: f.s(1).len().is_multiple_of(2),
             },
             vec![
                 p("device", f.s(0)),
                 p(
                     "doNotDisturbOn",
-                    if f.s(1).len() % 2 == 0 {
+                    if f.s(1).len().is_multiple_of(2) {
                         "true"
                     } else {
                         "false"
@@ -1243,8 +1243,11 @@ fn request(k: usize, f: &Fields) -> (Request<'_>, Vec<(String, String)>) {
     }
 }
 
+/// A document read back: root name, root namespace, every leaf as (path below the root, value).
+type Leaves = (String, Option<String>, Vec<(String, String)>);
+
 /// Every leaf of an XML document as (path below the root, value), read with quick-xml.
-fn leaves(doc: &str) -> Result<(String, Option<String>, Vec<(String, String)>), String> {
+fn leaves(doc: &str) -> Result<Leaves, String> {
     use quick_xml::events::Event as Q;
     let mut r = quick_xml::Reader::from_str(doc);
     let mut path: Vec<String> = Vec::new();

@@ -131,6 +131,10 @@ pub struct Deframer {
     cap: usize,
     /// Bytes of an oversize frame still to discard.
     skip: usize,
+    /// After a bad header, until a plausible header (`00 00 len dddd <`) is found: the next header
+    /// must pass that stricter test too, however the reads were cut, so the frames found never
+    /// depend on where a read ended.
+    resyncing: bool,
 }
 
 impl Deframer {
@@ -140,6 +144,7 @@ impl Deframer {
             buf: BytesMut::with_capacity(8 * 1024),
             cap: cap.clamp(HEADER_LEN, MAX_WIRE_FRAME),
             skip: 0,
+            resyncing: false,
         }
     }
 
@@ -175,9 +180,24 @@ impl Deframer {
 
     /// Returns the next complete frame, `Ok(None)` if more bytes are needed, or an error describing
     /// bytes that were discarded. After an error, call again: the stream continues.
+    ///
+    /// A run of garbage is reported once, as the [`FrameError::BadHeader`] that starts it; its
+    /// `skipped` counts the bytes discarded by then, and bytes discarded later while still looking
+    /// for a plausible header are not reported again.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         if self.skip > 0 {
             return Ok(None);
+        }
+        while self.resyncing {
+            if self.buf.len() <= HEADER_LEN {
+                return Ok(None);
+            }
+            if plausible(&self.buf) {
+                self.resyncing = false;
+            } else {
+                // Not here: look from the next byte on.
+                self.resync();
+            }
         }
         if self.buf.len() < HEADER_LEN {
             return Ok(None);
@@ -214,12 +234,13 @@ impl Deframer {
         }
     }
 
-    /// Discards bytes up to the next plausible header: `00 00`, a length within bounds, four digits,
-    /// then `<` (the XML body starts with a tag or declaration). Keeps a tail that might be the start
-    /// of such a header. Returns the bytes discarded.
+    /// Discards bytes up to the next plausible header (see [`plausible`]), starting one byte in.
+    /// Keeps a tail that might be the start of such a header; until a plausible header is found
+    /// the deframer stays `resyncing`. Returns the bytes discarded.
     fn resync(&mut self) -> usize {
         let b = &self.buf[..];
         let mut i = 1;
+        self.resyncing = true;
         while i < b.len() {
             let Some(off) = memchr::memchr(0, &b[i..]) else {
                 i = b.len();
@@ -228,18 +249,28 @@ impl Deframer {
             i += off;
             let rest = &b[i..];
             if rest.len() < HEADER_LEN + 1 {
-                // Might be a header cut short; keep it.
+                // Might be a header cut short; keep it and decide when more bytes arrive.
                 break;
             }
-            if check_header(&rest[..HEADER_LEN], MAX_WIRE_FRAME).is_ok() && rest[HEADER_LEN] == b'<'
-            {
+            if plausible(rest) {
+                self.resyncing = false;
                 break;
             }
             i += 1;
         }
+        let i = i.min(b.len());
         self.buf.advance(i);
         i
     }
+}
+
+/// Whether `b` starts with a header worth resynchronising to: `00 00`, a length of at least the
+/// header, four digits, then `<` (an XML body starts with a tag or declaration). `b` must hold at
+/// least nine bytes.
+fn plausible(b: &[u8]) -> bool {
+    b.len() > HEADER_LEN
+        && check_header(&b[..HEADER_LEN], MAX_WIRE_FRAME).is_ok()
+        && b[HEADER_LEN] == b'<'
 }
 
 /// Encodes one frame (header + body) into `out`.
@@ -338,6 +369,30 @@ mod tests {
         assert_eq!(errs[0].kind(), "bad_header");
         assert_eq!(frames.len(), 1);
         assert_eq!(&frames[0].body[..], b"<ok/>");
+    }
+
+    /// Found by fuzzing: a header-like run right after garbage, cut by a read boundary, used to
+    /// be taken as a frame on the next read although a single read skipped it.
+    #[test]
+    fn resync_does_not_depend_on_read_boundaries() {
+        let mut stream = b"garbage!".to_vec();
+        // Looks like a header but no `<` follows: not a place to resynchronise to.
+        stream.extend_from_slice(b"\0\0\0\x102001/XMLxxxx");
+        stream.extend(frame(7, "<ok/>"));
+        let whole = {
+            let mut d = Deframer::new(1024);
+            d.push(&stream);
+            drain(&mut d).0
+        };
+        assert_eq!(whole.len(), 1);
+        for split in 0..stream.len() {
+            let mut d = Deframer::new(1024);
+            d.push(&stream[..split]);
+            let (mut frames, _) = drain(&mut d);
+            d.push(&stream[split..]);
+            frames.extend(drain(&mut d).0);
+            assert_eq!(frames, whole, "split at {split}");
+        }
     }
 
     #[test]

@@ -18,12 +18,12 @@
 
 use super::scan::{
     Markup, Scanner, Token, all_space, attrs_end, end_tag_close, is_xml_space, markup, name_end,
-    normalize_eol, same, text_run, trim_xml, unescape, word,
+    normalize_eol, same, same_at, text_run, trim_xml, unescape, word,
 };
 use super::{
-    AgentStateEntry, Charging, Connection, CstaError, Device, DeviceList, Document, Event,
-    EventKind, ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall,
-    SnapshotParty, Str, XmlError,
+    AgentStateEntry, Connection, CstaError, Device, DeviceList, Document, Event, EventKind,
+    ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall, SnapshotParty, Str,
+    XmlError,
 };
 use std::borrow::Cow;
 
@@ -33,20 +33,40 @@ use std::borrow::Cow;
 /// with non-ASCII bytes (then it is transcoded and everything is owned).
 pub fn decode(input: &[u8]) -> Result<Document<'_>, XmlError> {
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
-    if let Some(enc) = declared_encoding(input) {
-        match Encoding::of(enc)? {
-            Encoding::Utf8 => {}
-            Encoding::Latin1 => {
+    if u32::try_from(input.len()).is_err() {
+        // Frames are at most 64 KiB; the decoder keeps offsets in 32 bits.
+        return Err(XmlError::TooLarge);
+    }
+    // Where the prolog continues: after the XML declaration when there is one (it is read here,
+    // once, for its encoding).
+    let mut after_decl = 0;
+    if let Some((enc, end)) = declared_encoding(input) {
+        after_decl = end;
+        match enc.map(Encoding::of).transpose()? {
+            None | Some(Encoding::Utf8) => {}
+            Some(Encoding::Latin1) => {
                 if !input.is_ascii() {
-                    // Every byte is the code point of the same value.
+                    // Every byte is the code point of the same value; the declaration is ASCII,
+                    // so `after_decl` still points after it.
                     let s: String = input.iter().map(|&b| char::from(b)).collect();
-                    return decode_str(&s).map(Document::into_owned);
+                    return decode_str(&s, after_decl).map(Document::into_owned);
                 }
             }
         }
     }
-    let s = std::str::from_utf8(input).map_err(|_| XmlError::InvalidUtf8)?;
-    decode_str(s)
+    decode_str(utf8(input)?, after_decl)
+}
+
+/// The document as text. CSTA documents are nearly always ASCII, which is much cheaper to check
+/// than UTF-8 (an OR of all words); anything else is validated in full.
+#[inline]
+fn utf8(input: &[u8]) -> Result<&str, XmlError> {
+    if super::scan::is_ascii(input) {
+        // SAFETY: every byte is below 0x80, and ASCII bytes are valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(input) })
+    } else {
+        std::str::from_utf8(input).map_err(|_| XmlError::InvalidUtf8)
+    }
 }
 
 /// The encodings we decode.
@@ -77,115 +97,166 @@ impl Encoding {
     }
 }
 
-/// The `encoding` pseudo-attribute of the XML declaration, if there is one.
-fn declared_encoding(input: &[u8]) -> Option<&str> {
+/// The XML declaration at the start of `input`, if there is one: its `encoding` pseudo-attribute
+/// and the position after its `?>`. Read on bytes, in one pass: a declaration is ASCII
+/// `name="value"` pairs. One that does not parse within 256 bytes is left to the tokenizer, which
+/// skips it like any processing instruction (and the document is then read as UTF-8).
+fn declared_encoding(input: &[u8]) -> Option<(Option<&str>, usize)> {
     let rest = input.strip_prefix(b"<?xml")?;
     if !rest.first().copied().is_some_and(is_xml_space) {
         return None;
     }
-    // A declaration is short; do not look further than 256 bytes for its end.
-    let rest = &rest[..rest.len().min(256)];
-    let end = memchr::memmem::find(rest, b"?>")?;
-    let decl = std::str::from_utf8(&rest[..end]).ok()?;
-    attr(decl, "", "encoding")
-}
-
-/// Finds attribute `prefix` + `key` in the attribute text of a tag; the value as written.
-pub(crate) fn attr<'a>(attrs: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
-    let b = attrs.as_bytes();
-    let mut i = 0;
-    // Each round: `name = "value"`. The `=` is found with memchr; names and values are ASCII-cut.
+    let b = &input[..input.len().min(256)];
+    let mut encoding = None;
+    let mut i = 5;
     loop {
-        let eq = i + memchr::memchr(b'=', b.get(i..)?)?;
-        let name = attrs
-            .get(i..eq)?
-            .trim_matches(|c: char| c.is_ascii() && is_xml_space(c as u8));
-        let mut q = eq + 1;
-        while b.get(q).copied().is_some_and(is_xml_space) {
-            q += 1;
-        }
-        let quote = *b.get(q)?;
-        if quote != b'"' && quote != b'\'' {
-            return None;
-        }
-        let close = q + 1 + memchr::memchr(quote, b.get(q + 1..)?)?;
-        if name.len() == prefix.len() + key.len() && name.starts_with(prefix) && name.ends_with(key)
-        {
-            return attrs.get(q + 1..close);
-        }
-        i = close + 1;
-    }
-}
-
-/// The root's attributes, checked: `name="value"` or `name='value'` pairs separated by
-/// whitespace, no name twice. Only the root's attributes are ever read (for its namespace), so
-/// only they are held to the grammar.
-fn root_attributes(attrs: &str) -> Result<Vec<(&str, &str)>, XmlError> {
-    let b = attrs.as_bytes();
-    let bad = |at: usize| XmlError::Syntax {
-        at,
-        what: "malformed attribute on the root element",
-    };
-    let mut out: Vec<(&str, &str)> = Vec::new();
-    let mut i = 0;
-    loop {
-        let before = i;
         while b.get(i).copied().is_some_and(is_xml_space) {
             i += 1;
         }
-        if i == b.len() {
-            return Ok(out);
+        if b.get(i..i + 2) == Some(b"?>") {
+            return Some((encoding, i + 2));
         }
-        if i == before && i > 0 {
-            // Attributes must be separated by whitespace.
-            return Err(bad(i));
-        }
-        let start = i;
-        while b
-            .get(i)
-            .is_some_and(|&c| c != b'=' && !is_xml_space(c) && !matches!(c, b'"' | b'\'' | b'<'))
-        {
+        let name_start = i;
+        while b.get(i).is_some_and(|c| c.is_ascii_alphabetic()) {
             i += 1;
         }
-        // `start` and `i` sit at ASCII bytes or the end, so they are char boundaries.
-        let name = attrs.get(start..i).unwrap_or_default();
+        let name = &b[name_start..i];
         while b.get(i).copied().is_some_and(is_xml_space) {
             i += 1;
         }
         if name.is_empty() || b.get(i) != Some(&b'=') {
-            return Err(bad(i));
+            return None;
         }
         i += 1;
         while b.get(i).copied().is_some_and(is_xml_space) {
             i += 1;
         }
-        let quote = match b.get(i) {
-            Some(&q @ (b'"' | b'\'')) => q,
-            _ => return Err(bad(i)),
-        };
-        let close = i + 1 + memchr::memchr(quote, &b[i + 1..]).ok_or_else(|| bad(i))?;
-        let value = attrs.get(i + 1..close).unwrap_or_default();
-        if value.contains('<') || out.iter().any(|(n, _)| *n == name) {
-            return Err(bad(start));
+        let quote = *b.get(i).filter(|q| matches!(q, b'"' | b'\''))?;
+        let close = i + 1 + memchr::memchr(quote, b.get(i + 1..)?)?;
+        if name == b"encoding" {
+            encoding = std::str::from_utf8(&b[i + 1..close]).ok();
         }
-        out.push((name, value));
         i = close + 1;
     }
 }
 
+/// The next attribute of a tag's attribute text from `*i` on: `Ok(None)` at the end, or its name
+/// and value as written. The grammar is checked: `name="value"` or `name='value'`, separated by
+/// whitespace.
+fn next_attribute<'a>(
+    attrs: &'a str,
+    i: &mut usize,
+) -> Result<Option<(&'a str, &'a str)>, XmlError> {
+    let b = attrs.as_bytes();
+    let bad = |at: usize| XmlError::Syntax {
+        at,
+        what: "malformed attribute on the root element",
+    };
+    let before = *i;
+    let mut j = *i;
+    while b.get(j).copied().is_some_and(is_xml_space) {
+        j += 1;
+    }
+    if j == b.len() {
+        *i = j;
+        return Ok(None);
+    }
+    if j == before && j > 0 {
+        // Attributes must be separated by whitespace.
+        return Err(bad(j));
+    }
+    let start = j;
+    while b
+        .get(j)
+        .is_some_and(|&c| c != b'=' && !is_xml_space(c) && !matches!(c, b'"' | b'\'' | b'<'))
+    {
+        j += 1;
+    }
+    // `start` and `j` sit at ASCII bytes or the end, so they are char boundaries.
+    let name = attrs.get(start..j).unwrap_or_default();
+    while b.get(j).copied().is_some_and(is_xml_space) {
+        j += 1;
+    }
+    if name.is_empty() || b.get(j) != Some(&b'=') {
+        return Err(bad(j));
+    }
+    j += 1;
+    while b.get(j).copied().is_some_and(is_xml_space) {
+        j += 1;
+    }
+    let quote = match b.get(j) {
+        Some(&q @ (b'"' | b'\'')) => q,
+        _ => return Err(bad(j)),
+    };
+    // One pass finds the closing quote, or a `<` (never allowed in a value) before it.
+    let close = j + 1 + memchr::memchr2(quote, b'<', &b[j + 1..]).ok_or_else(|| bad(j))?;
+    if b[close] == b'<' {
+        return Err(bad(start));
+    }
+    let value = attrs.get(j + 1..close).unwrap_or_default();
+    *i = close + 1;
+    Ok(Some((name, value)))
+}
+
+/// Calls `f` with each of the root's attributes, checked (see [`next_attribute`]; and no name
+/// twice). Only the root's attributes are ever read (for its namespace), so only they are held to
+/// the grammar.
+fn root_attributes<'a>(
+    attrs: &'a str,
+    mut f: impl FnMut(&'a str, &'a str),
+) -> Result<(), XmlError> {
+    let mut i = 0;
+    let mut first = true;
+    while let Some((name, value)) = next_attribute(attrs, &mut i)? {
+        // Roots carry a handful of attributes: look for the name among the earlier ones again.
+        let mut j = 0;
+        let mut earlier = 0;
+        while !first && let Some((other, _)) = next_attribute(attrs, &mut j)? {
+            if j >= i {
+                break;
+            }
+            earlier += usize::from(other == name);
+        }
+        first = false;
+        if earlier > 0 {
+            return Err(XmlError::Syntax {
+                at: i,
+                what: "attribute repeated on the root element",
+            });
+        }
+        f(name, value);
+    }
+    Ok(())
+}
+
 /// The namespace the root's prefix (or the default namespace) is bound to on the root itself.
 /// The value is unescaped and attribute-normalized; an empty value (an undeclaration) is `None`.
-fn root_namespace<'a>(qname: &str, attrs: &'a str) -> Result<Option<Str<'a>>, XmlError> {
-    let attributes = root_attributes(attrs)?;
-    let prefix = qname.bytes().position(|c| c == b':').map(|i| &qname[..i]);
-    let raw = attributes.iter().find_map(|&(name, value)| {
+fn root_namespace<'a>(
+    qname: &str,
+    local: &str,
+    attrs: &'a str,
+) -> Result<Option<Str<'a>>, XmlError> {
+    // `qname` is `prefix:local` or just `local`.
+    let prefix = qname
+        .len()
+        .checked_sub(local.len() + 1)
+        .and_then(|end| qname.get(..end));
+    let mut raw = None;
+    root_attributes(attrs, |name, value| {
         let matches = match prefix {
             Some(p) => name.strip_prefix("xmlns:") == Some(p),
             None => name == "xmlns",
         };
-        matches.then_some(value)
-    });
-    let Some(raw) = raw else { return Ok(None) };
+        if matches {
+            raw = Some(value);
+        }
+    })?;
+    raw.map(namespace_value).transpose().map(Option::flatten)
+}
+
+/// A namespace attribute's value: unescaped and attribute-normalized; an empty value (an
+/// undeclaration) is `None`.
+fn namespace_value(raw: &str) -> Result<Option<Str<'_>>, XmlError> {
     // Attribute-value normalization: each literal line end or whitespace character becomes a
     // space before references are resolved (so `&#10;` stays a line feed).
     let v = if memchr::memchr3(b'\t', b'\n', b'\r', raw.as_bytes()).is_some() {
@@ -211,44 +282,133 @@ trait Sink<'a> {
     fn leaf(&mut self, path: &[Sym], qname: &'a [u8], v: Str<'a>);
 }
 
-fn decode_str(s: &str) -> Result<Document<'_>, XmlError> {
+fn decode_str(s: &str, from: usize) -> Result<Document<'_>, XmlError> {
+    let b = s.as_bytes();
     let mut sc = Scanner::new(s);
-    // Prolog: whitespace, the declaration, comments and PIs (the scanner skips those) up to the root.
-    let (qname, name, attrs, empty) = loop {
-        match sc.next_token()? {
-            None => return Err(XmlError::NoRoot),
-            Some(Token::Text { raw, .. }) if all_space(raw) => {}
-            Some(Token::Text { .. } | Token::CData(_)) => return Err(XmlError::NoRoot),
-            Some(Token::End { .. }) => {
-                return Err(XmlError::Syntax {
-                    at: sc.pos(),
-                    what: "end tag without a start tag",
-                });
-            }
-            Some(Token::Start {
-                name,
-                local,
-                attrs,
-                empty,
-            }) => break (name, local, attrs, empty),
+    // Prolog. The usual one (after the declaration: whitespace, then the root) is read directly;
+    // comments, processing instructions and anything odd go through the tokenizer.
+    let mut i = from;
+    while b.get(i).copied().is_some_and(is_xml_space) {
+        i += 1;
+    }
+    let root = match b.get(i..i + 2) {
+        Some([b'<', c]) if !matches!(c, b'?' | b'!' | b'/') => {
+            let (name_stop, local_start) = name_end(b, i + 1)?;
+            let qname = slice(s, i + 1, name_stop);
+            let local = slice(s, local_start, name_stop);
+            let (close, empty, namespace) = root_tag(s, name_stop, qname, local)?;
+            sc.set_pos(close + 1);
+            (qname, local, empty, namespace)
+        }
+        _ => {
+            sc.set_pos(i);
+            let (qname, local, attrs, empty) = loop {
+                match sc.next_token()? {
+                    None => return Err(XmlError::NoRoot),
+                    Some(Token::Text { raw, .. }) if all_space(raw) => {}
+                    Some(Token::Text { .. } | Token::CData(_)) => return Err(XmlError::NoRoot),
+                    Some(Token::End { .. }) => {
+                        return Err(XmlError::Syntax {
+                            at: sc.pos(),
+                            what: "end tag without a start tag",
+                        });
+                    }
+                    Some(Token::Start {
+                        name,
+                        local,
+                        attrs,
+                        empty,
+                    }) => break (name, local, attrs, empty),
+                }
+            };
+            (qname, local, empty, root_namespace(qname, local, attrs)?)
         }
     };
+    let (qname, name, empty, namespace) = root;
     let mut doc = Document {
         name: Cow::Borrowed(name),
-        namespace: root_namespace(qname, attrs)?,
+        namespace,
         message: Message::Unknown,
     };
     // The message is built where it will be returned: an event is about a kilobyte, and moving it
     // through builders costs more than filling it.
     message(&mut sc, name, qname, empty, &mut doc.message)?;
-    // Epilog: only whitespace (comments and PIs are skipped by the scanner).
-    while let Some(tok) = sc.next_token()? {
-        match tok {
-            Token::Text { raw, .. } if all_space(raw) => {}
-            _ => return Err(XmlError::TrailingContent),
+    // Epilog: only whitespace, comments and processing instructions.
+    let rest = b.get(sc.pos()..).unwrap_or_default();
+    if !rest.iter().copied().all(is_xml_space) {
+        while let Some(tok) = sc.next_token()? {
+            match tok {
+                Token::Text { raw, .. } if all_space(raw) => {}
+                _ => return Err(XmlError::TrailingContent),
+            }
         }
     }
     Ok(doc)
+}
+
+/// Reads the attributes of the root start tag, from the end of its name (`at`) to its end, in one
+/// pass: checks their grammar (see [`next_attribute`]; no name twice), picks the namespace the
+/// root's prefix (or the default namespace) is bound to, and finds the `>`. Returns the position
+/// of the `>`, whether the tag is empty (`/>`), and the namespace.
+fn root_tag<'a>(
+    s: &'a str,
+    at: usize,
+    qname: &str,
+    local: &str,
+) -> Result<(usize, bool, Option<Str<'a>>), XmlError> {
+    let b = s.as_bytes();
+    // `qname` is `prefix:local` or just `local`.
+    let prefix = qname
+        .len()
+        .checked_sub(local.len() + 1)
+        .and_then(|end| qname.get(..end));
+    let mut raw = None;
+    let mut i = at;
+    let mut count = 0;
+    loop {
+        let mut j = i;
+        while b.get(j).copied().is_some_and(is_xml_space) {
+            j += 1;
+        }
+        match b.get(j) {
+            Some(b'>') => {
+                return Ok((j, false, raw.map(namespace_value).transpose()?.flatten()));
+            }
+            Some(b'/') if b.get(j + 1) == Some(&b'>') => {
+                return Ok((j + 1, true, raw.map(namespace_value).transpose()?.flatten()));
+            }
+            Some(b'/') => return Err(malformed_tag(j)),
+            None => return Err(XmlError::Truncated),
+            Some(_) => {}
+        }
+        let start = i;
+        let Some((name, value)) = next_attribute(s, &mut i)? else {
+            return Err(XmlError::Truncated);
+        };
+        if count > 0 {
+            // Roots carry a handful of attributes: look for the name among the earlier ones.
+            let mut k = at;
+            while let Some((other, _)) = next_attribute(s, &mut k)? {
+                if other == name && k <= start {
+                    return Err(XmlError::Syntax {
+                        at: start,
+                        what: "attribute repeated on the root element",
+                    });
+                }
+                if k > start {
+                    break;
+                }
+            }
+        }
+        count += 1;
+        let is_ns = match prefix {
+            Some(p) => name.strip_prefix("xmlns:") == Some(p),
+            None => name == "xmlns",
+        };
+        if is_ns {
+            raw = Some(value);
+        }
+    }
 }
 
 /// Builds the message the root `name` announces from the root's content, into `out`.
@@ -492,18 +652,17 @@ fn content<'a, S: Sink<'a>>(
 ) -> Result<(), XmlError> {
     let s = sc.input();
     let b = s.as_bytes();
-    // Open elements: qualified names (to check end tags) and symbols. Index 0 is the root;
-    // `syms[1..depth]` is the path the sink sees.
-    let mut qnames: [&[u8]; MAX_DEPTH] = [&[]; MAX_DEPTH];
+    // Open elements: where their qualified names are in the document (to check end tags), and
+    // their symbols. Index 0 is the root; `syms[1..depth]` is the path the sink sees.
+    let mut qnames: [(u32, u32); MAX_DEPTH] = [(0, 0); MAX_DEPTH];
     let mut syms: [Sym; MAX_DEPTH] = [Sym::Other; MAX_DEPTH];
-    qnames[0] = root_qname.as_bytes();
+    let root_start = root_qname.as_ptr() as usize - s.as_ptr() as usize;
+    qnames[0] = (root_start as u32, root_qname.len() as u32);
     let mut depth = 1usize;
     // The innermost open element has had no child element so far (so its text may be a value).
     let mut leaf = false;
     // The element's text so far, when comments or CDATA split it into several pieces.
     let mut acc: Option<Str<'a>> = None;
-    // Non-zero: the element at this depth and everything below it is skipped.
-    let mut skip = 0usize;
     let mut i = sc.pos();
 
     loop {
@@ -512,18 +671,19 @@ fn content<'a, S: Sink<'a>>(
             return Err(XmlError::Truncated);
         };
         if next == b'/' {
-            let q = qnames[depth - 1];
+            let (q_at, q_len) = qnames[depth - 1];
+            let (q_at, q_len) = (q_at as usize, q_len as usize);
             let start = lt + 2;
-            let end = start + q.len();
-            let after =
-                if b.get(end) == Some(&b'>') && b.get(start..end).is_some_and(|n| same(n, q)) {
-                    end + 1
-                } else {
-                    other_end_tag(b, start, q)?
-                };
+            let end = start + q_len;
+            let after = if b.get(end) == Some(&b'>') && same_at(b, start, q_at, q_len) {
+                end + 1
+            } else {
+                other_end_tag(b, start, b.get(q_at..q_at + q_len).unwrap_or_default())?
+            };
             depth -= 1;
-            if leaf && skip == 0 && depth > 0 {
+            if leaf && depth > 0 {
                 let v = value(s, i, lt, plain, acc.take())?;
+                let q = b.get(q_at..q_at + q_len).unwrap_or_default();
                 sink.leaf(&syms[1..=depth], q, v);
             } else if !plain {
                 check_refs(slice(s, i, lt))?;
@@ -532,15 +692,12 @@ fn content<'a, S: Sink<'a>>(
                 sc.set_pos(after);
                 return Ok(());
             }
-            if depth == skip {
-                skip = 0;
-            }
             acc = None;
             leaf = false;
             i = after;
         } else if next == b'!' || next == b'?' {
             let m = markup(b, lt)?;
-            let keep = leaf && skip == 0;
+            let keep = leaf;
             if keep {
                 // Text before a comment or CDATA section is part of the value.
                 let raw = slice(s, i, lt);
@@ -593,31 +750,31 @@ fn content<'a, S: Sink<'a>>(
                 });
             }
             i = close + 1;
-            let qname = &b[name_start..name_stop];
-            if skip != 0 {
-                if !empty {
-                    qnames[depth] = qname;
-                    depth += 1;
-                }
-                leaf = false;
-                continue;
-            }
+            // Documents are at most 64 KiB (the frame length is 16 bits), and `decode` refuses
+            // anything whose offsets do not fit 32 bits.
+            let qname = (name_start as u32, (name_stop - name_start) as u32);
             let sym = sym_at(b, local_start, name_stop);
             let wanted = sink.open(&syms[1..depth], sym, &b[local_start..name_stop]);
             if empty {
                 if wanted {
                     syms[depth] = sym;
-                    sink.leaf(&syms[1..=depth], qname, Cow::Borrowed(""));
+                    sink.leaf(
+                        &syms[1..=depth],
+                        &b[name_start..name_stop],
+                        Cow::Borrowed(""),
+                    );
                 }
                 leaf = false;
             } else {
                 qnames[depth] = qname;
-                syms[depth] = sym;
-                if !wanted {
-                    skip = depth;
+                if wanted {
+                    syms[depth] = sym;
+                    depth += 1;
+                    leaf = true;
+                } else {
+                    i = skip_subtree(s, i, &mut qnames, depth)?;
+                    leaf = false;
                 }
-                depth += 1;
-                leaf = true;
             }
         }
     }
@@ -628,6 +785,68 @@ fn malformed_tag(at: usize) -> XmlError {
     XmlError::Syntax {
         at,
         what: "malformed start tag",
+    }
+}
+
+/// Skips the content of the element just opened at `qnames[at]` (whose content no sink wants) up
+/// to and including its end tag; returns the position after it. Nothing is extracted, but the
+/// subtree is checked as carefully as the rest: tags balance, references are valid, nesting stays
+/// under [`MAX_DEPTH`], no DOCTYPE. `qnames[at + 1..]` serves as the stack.
+fn skip_subtree(
+    s: &str,
+    mut i: usize,
+    qnames: &mut [(u32, u32); MAX_DEPTH],
+    at: usize,
+) -> Result<usize, XmlError> {
+    let b = s.as_bytes();
+    let mut depth = at + 1;
+    loop {
+        let (lt, plain) = text_run(b, i);
+        if !plain {
+            check_refs(slice(s, i, lt))?;
+        }
+        let Some(&next) = b.get(lt + 1) else {
+            return Err(XmlError::Truncated);
+        };
+        if next == b'/' {
+            let (q_at, q_len) = qnames[depth - 1];
+            let (q_at, q_len) = (q_at as usize, q_len as usize);
+            let start = lt + 2;
+            let end = start + q_len;
+            i = if b.get(end) == Some(&b'>') && same_at(b, start, q_at, q_len) {
+                end + 1
+            } else {
+                other_end_tag(b, start, b.get(q_at..q_at + q_len).unwrap_or_default())?
+            };
+            depth -= 1;
+            if depth == at {
+                return Ok(i);
+            }
+        } else if next == b'!' || next == b'?' {
+            i = match markup(b, lt)? {
+                Markup::Ignored(after) | Markup::CData(_, _, after) => after,
+            };
+        } else {
+            if depth == MAX_DEPTH {
+                return Err(XmlError::TooDeep);
+            }
+            let name_start = lt + 1;
+            let (name_stop, _) = name_end(b, name_start)?;
+            let (close, empty) = match b.get(name_stop..name_stop + 2) {
+                Some([b'>', _]) => (name_stop, false),
+                Some(b"/>") => (name_stop + 1, true),
+                Some([b'/', _]) => return Err(malformed_tag(name_stop)),
+                _ => {
+                    let close = attrs_end(b, name_stop)?;
+                    (close, b[close - 1] == b'/')
+                }
+            };
+            if !empty {
+                qnames[depth] = (name_start as u32, (name_stop - name_start) as u32);
+                depth += 1;
+            }
+            i = close + 1;
+        }
     }
 }
 
@@ -943,7 +1162,7 @@ impl<'a> Sink<'a> for EventSink<'_, 'a> {
                 } else if let Some(slot) = self.dev_slot(sym) {
                     *slot = None;
                 } else if sym == ChargingInfo {
-                    self.0.charging = Some(Charging::default());
+                    self.0.charging = Some(Box::default());
                 }
             }
             [
@@ -1269,7 +1488,7 @@ impl<'a> Sink<'a> for FeaturesSink<'a> {
         if parse_bool(&v) != Some(true) {
             return;
         }
-        let local = match qname.iter().rposition(|&c| c == b':') {
+        let local = match qname.iter().position(|&c| c == b':') {
             Some(i) => &qname[i + 1..],
             None => qname,
         };
@@ -2177,11 +2396,57 @@ mod tests {
     }
 
     #[test]
-    fn attr_parsing() {
-        assert_eq!(attr(r#" a="1" b='2>' c = "3""#, "", "b"), Some("2>"));
-        assert_eq!(attr(r#" a="1" c = "3""#, "", "c"), Some("3"));
-        assert_eq!(attr(r#" a="1""#, "", "z"), None);
-        assert_eq!(attr(r#" a=1"#, "", "a"), None);
-        assert_eq!(attr(r#" xmlns:x="u" x="v""#, "xmlns:", "x"), Some("u"));
+    fn root_attributes_are_checked() {
+        let names = |a: &str| {
+            let mut v = Vec::new();
+            root_attributes(a, |n, _| v.push(n.to_owned())).map(|()| v)
+        };
+        assert_eq!(
+            names(r#" a="x b=1" b='2'  c = "3" "#).unwrap(),
+            ["a", "b", "c"]
+        );
+        assert!(names(r#" a="1" a="2""#).is_err());
+        assert!(names(r#" a="1"b="2""#).is_err());
+        assert!(names(r#" a"#).is_err());
+        assert!(names(r#" a=1"#).is_err());
+        assert!(names(r#" a="<""#).is_err());
+        assert!(names(r#" ="1""#).is_err());
+        assert_eq!(names("").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn non_ascii_documents_are_validated_in_full() {
+        let ok = "<a>Müller €</a>";
+        assert!(decode(ok.as_bytes()).is_ok());
+        for bad in [
+            &b"<a>\xff</a>"[..],
+            b"<a>\xc3</a>",
+            b"<abcdefghijklmnopqrstuvwxyz0123456789>\xed\xa0\x80</abcdefghijklmnopqrstuvwxyz0123456789>",
+        ] {
+            assert_eq!(decode(bad), Err(XmlError::InvalidUtf8));
+        }
+        assert!(super::super::scan::is_ascii(&[b'a'; 100]));
+        for at in 0..100 {
+            let mut b = [b'a'; 100];
+            b[at] = 0x80;
+            assert!(!super::super::scan::is_ascii(&b), "{at}");
+        }
+    }
+
+    #[test]
+    fn xml_declarations() {
+        let enc = declared_encoding;
+        assert_eq!(
+            enc(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><a/>"),
+            Some((Some("UTF-8"), 38))
+        );
+        let d = b"<?xml version='1.0' encoding = 'ISO-8859-1' standalone='yes' ?>";
+        assert_eq!(enc(d), Some((Some("ISO-8859-1"), d.len())));
+        assert_eq!(enc(b"<?xml version=\"1.0\"?>"), Some((None, 21)));
+        // Not a declaration we read: left to the tokenizer.
+        assert_eq!(enc(b"<?xml version=1.0?>"), None);
+        assert_eq!(enc(b"<?xml-stylesheet href='a'?>"), None);
+        assert_eq!(enc(b"<?xml version=\"1.0\""), None);
+        assert_eq!(enc(b"<a/>"), None);
     }
 }

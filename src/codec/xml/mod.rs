@@ -7,7 +7,7 @@
 //! unless a reference had to be resolved. The encoder ([`encode`]) writes the requests the gateway
 //! sends.
 //!
-//! [`reference`] is a second, independent decoder built on quick-xml; it exists so tests and fuzzers
+//! [`mod@reference`] is a second, independent decoder built on quick-xml; it exists so tests and fuzzers
 //! can hold the hand-written one to it, and is not meant for production use.
 
 mod decode;
@@ -70,6 +70,9 @@ pub enum XmlError {
     /// Non-whitespace text or a second element after the root closed.
     #[error("content after the root element")]
     TrailingContent,
+    /// A document of 4 GiB or more (frames are at most 64 KiB).
+    #[error("document too large")]
+    TooLarge,
 }
 
 impl XmlError {
@@ -83,6 +86,7 @@ impl XmlError {
             XmlError::BadReference(_) => "bad_reference",
             XmlError::InvalidUtf8 | XmlError::UnsupportedEncoding(_) => "encoding",
             XmlError::NoRoot | XmlError::TrailingContent => "not_xml",
+            XmlError::TooLarge => "too_large",
         }
     }
 }
@@ -131,6 +135,13 @@ impl<T: Detach> Detach for Option<T> {
     type Owned = Option<T::Owned>;
     fn detach(self) -> Self::Owned {
         self.map(T::detach)
+    }
+}
+
+impl<T: Detach> Detach for Box<T> {
+    type Owned = Box<T::Owned>;
+    fn detach(self) -> Self::Owned {
+        Box::new((*self).detach())
     }
 }
 
@@ -777,8 +788,8 @@ pub struct Event<'a> {
     pub number_queued: Option<u32>,
     /// `callsInFront` (QueuedEvent).
     pub calls_in_front: Option<u32>,
-    /// `chargingInfo`.
-    pub charging: Option<Charging<'a>>,
+    /// `chargingInfo`. Boxed: it is rare, and every event would otherwise carry its space.
+    pub charging: Option<Box<Charging<'a>>>,
     /// `agentID`.
     pub agent_id: Option<Str<'a>>,
     /// `acdGroup`.

@@ -728,27 +728,33 @@ fn event(root: &Node, kind: EventKind) -> Event<'static> {
     e.tone = leaf(&[&["toneGenerated"]]);
     e.number_queued = number(root.leaf(&["numberQueued"]));
     e.calls_in_front = number(root.leaf(&["callsInFront"]));
-    e.charging = root.last(&[&["chargingInfo"]]).map(|c| Charging {
-        info_type: opt(c.leaf(&["typeOfChargingInfo"])),
-        charge_units: opt(c.leaf(&[
-            "numberUnits",
-            "numberOfChargeUnits",
-            "chargingUnitsRecord",
-            "chargingUnits",
-        ])),
-        units_type: opt(c.leaf(&[
-            "numberUnits",
-            "numberOfChargeUnits",
-            "chargingUnitsRecord",
-            "typeOfUnits",
-        ])),
-        currency_type: opt(c.leaf(&["numberUnits", "numberOfCurrencyUnits", "currencyType"])),
-        currency_amount: opt(c.leaf(&["numberUnits", "numberOfCurrencyUnits", "currencyAmount"])),
-        currency_multiplier: opt(c.leaf(&[
-            "numberUnits",
-            "numberOfCurrencyUnits",
-            "currencyMultiplier",
-        ])),
+    e.charging = root.last(&[&["chargingInfo"]]).map(|c| {
+        Box::new(Charging {
+            info_type: opt(c.leaf(&["typeOfChargingInfo"])),
+            charge_units: opt(c.leaf(&[
+                "numberUnits",
+                "numberOfChargeUnits",
+                "chargingUnitsRecord",
+                "chargingUnits",
+            ])),
+            units_type: opt(c.leaf(&[
+                "numberUnits",
+                "numberOfChargeUnits",
+                "chargingUnitsRecord",
+                "typeOfUnits",
+            ])),
+            currency_type: opt(c.leaf(&["numberUnits", "numberOfCurrencyUnits", "currencyType"])),
+            currency_amount: opt(c.leaf(&[
+                "numberUnits",
+                "numberOfCurrencyUnits",
+                "currencyAmount",
+            ])),
+            currency_multiplier: opt(c.leaf(&[
+                "numberUnits",
+                "numberOfCurrencyUnits",
+                "currencyMultiplier",
+            ])),
+        })
     });
     e.agent_id = leaf(&[&["agentID"]]);
     e.acd_group = leaf(&[&["acdGroup"]]);

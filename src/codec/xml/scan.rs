@@ -80,6 +80,23 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     word(a, n - 8) == word(b, n - 8)
 }
 
+/// Whether the `len` bytes at `a` and at `c` of `b` are equal. Short names are compared as one
+/// masked word when eight bytes can be loaded at both places (there is always more document after
+/// a name), which beats a byte loop or a `memcmp` call.
+#[inline(always)]
+pub(crate) fn same_at(b: &[u8], a: usize, c: usize, len: usize) -> bool {
+    if len < 8
+        && let (Some(x), Some(y)) = (word(b, a), word(b, c))
+    {
+        let mask = (1u64 << (8 * len)) - 1;
+        return (x ^ y) & mask == 0;
+    }
+    match (b.get(a..a + len), b.get(c..c + len)) {
+        (Some(x), Some(y)) => same(x, y),
+        _ => false,
+    }
+}
+
 /// Masks over 16 bytes: bit `k` describes byte `k`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct TextMasks {
@@ -89,21 +106,16 @@ pub(crate) struct TextMasks {
     pub(crate) special: u32,
 }
 
-/// Masks over 16 bytes of a tag name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct NameMasks {
-    /// Bytes that end a name: up to 0x20 (whitespace), `/`, `>`.
-    pub(crate) stop: u32,
-    /// Bytes never allowed in a name: `<`, `=`, `"`, `'`, `&`.
-    pub(crate) bad: u32,
-    /// `:`, which separates a prefix from a local name.
-    pub(crate) colon: u32,
-}
+/// Over 16 bytes of a tag name: bit `k` set when byte `k` is below 0x40. Letters, `_` and
+/// non-ASCII bytes (almost all of a name) are at or above 0x40; everything that ends a name or may
+/// not be in one (whitespace, `/`, `>`, `<`, `=`, quotes, `&`) is below, as are the few name
+/// characters that need a look (`:`, digits, `-`, `.`).
+pub(crate) type NameMask = u32;
 
 /// SSE2 versions (the x86-64 baseline): one compare per byte class for all 16 bytes.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod sse2 {
-    use super::{NameMasks, TextMasks};
+    use super::{NameMask, TextMasks};
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
         _mm_set1_epi8,
@@ -141,19 +153,11 @@ mod sse2 {
     }
 
     #[target_feature(enable = "sse2")]
-    pub(super) fn name(c: &[u8; 16]) -> NameMasks {
+    pub(super) fn name(c: &[u8; 16]) -> NameMask {
         let v = load(c);
-        // max(v, 0x20) == 0x20 exactly when v <= 0x20 (unsigned).
-        let sp = _mm_set1_epi8(0x20);
-        let small = _mm_cmpeq_epi8(_mm_max_epu8(v, sp), sp);
-        NameMasks {
-            stop: bits(_mm_or_si128(small, _mm_or_si128(eq(v, b'/'), eq(v, b'>')))),
-            bad: bits(_mm_or_si128(
-                _mm_or_si128(eq(v, b'<'), eq(v, b'=')),
-                _mm_or_si128(_mm_or_si128(eq(v, b'"'), eq(v, b'\'')), eq(v, b'&')),
-            )),
-            colon: bits(eq(v, b':')),
-        }
+        // max(v, 0x3F) == 0x3F exactly when v < 0x40 (unsigned).
+        let top = _mm_set1_epi8(0x3F);
+        bits(_mm_cmpeq_epi8(_mm_max_epu8(v, top), top))
     }
 }
 
@@ -164,7 +168,7 @@ mod sse2 {
     allow(dead_code)
 )]
 mod swar {
-    use super::{NameMasks, TextMasks};
+    use super::{NameMask, TextMasks};
 
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -188,10 +192,10 @@ mod swar {
         zero(x ^ (LO * u64::from(c)))
     }
 
-    /// High bit of each byte up to 0x20: `(x | 0x80) - 0x21` keeps its high bit exactly for
-    /// the others, and no borrow crosses bytes because each starts at 0x80 or more.
-    fn small(x: u64) -> u64 {
-        !((x | HI).wrapping_sub(LO * 0x21)) & HI & !x
+    /// High bit of each byte below `n` (`n` ≤ 0x80): `(x | 0x80) - n` keeps its high bit exactly
+    /// for the others, and no borrow crosses bytes because each starts at 0x80 or more.
+    fn below(x: u64, n: u8) -> u64 {
+        !((x | HI).wrapping_sub(LO * u64::from(n))) & HI & !x
     }
 
     /// The high bits of the sixteen bytes, gathered into the low sixteen bits.
@@ -208,15 +212,8 @@ mod swar {
         }
     }
 
-    pub(super) fn name(c: &[u8; 16]) -> NameMasks {
-        let w = words(c);
-        NameMasks {
-            stop: gather(w.map(|x| small(x) | eq(x, b'/') | eq(x, b'>'))),
-            bad: gather(
-                w.map(|x| eq(x, b'<') | eq(x, b'=') | eq(x, b'"') | eq(x, b'\'') | eq(x, b'&')),
-            ),
-            colon: gather(w.map(|x| eq(x, b':'))),
-        }
+    pub(super) fn name(c: &[u8; 16]) -> NameMask {
+        gather(words(c).map(|x| below(x, 0x40)))
     }
 }
 
@@ -235,9 +232,29 @@ fn text_masks(c: &[u8; 16]) -> TextMasks {
     }
 }
 
-/// The name masks of 16 bytes, with the fastest implementation this build has.
+/// Whether every byte of `b` is ASCII: an OR of all its 8-byte words, four at a time (which the
+/// compiler turns into vector ORs), then one test of the high bits.
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let word = |w: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        u64::from_le_bytes(a)
+    };
+    let blocks = b.chunks_exact(32);
+    let tail = blocks.remainder();
+    let mut acc = [0u64; 4];
+    for block in blocks {
+        for (a, w) in acc.iter_mut().zip(block.chunks_exact(8)) {
+            *a |= word(w);
+        }
+    }
+    (acc[0] | acc[1] | acc[2] | acc[3]) & HI == 0 && tail.is_ascii()
+}
+
+/// The name mask of 16 bytes, with the fastest implementation this build has.
 #[inline(always)]
-fn name_masks(c: &[u8; 16]) -> NameMasks {
+fn name_mask(c: &[u8; 16]) -> NameMask {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         // SAFETY: as in `text_masks`.
@@ -287,9 +304,9 @@ pub(crate) fn text_run(b: &[u8], mut i: usize) -> (usize, bool) {
     (i, plain)
 }
 
-/// Scans a name starting at `from`; returns its end and where its local part starts. The first
-/// byte must be a letter, `_`, `:` or non-ASCII; the name must end at whitespace, `/` or `>` and
-/// hold none of `<`, `=`, quotes or `&`.
+/// Scans a name starting at `from`; returns its end and where its local part starts (after the
+/// first colon, if any). The first byte must be a letter, `_`, `:` or non-ASCII; the name must end
+/// at whitespace, `/` or `>` and hold none of `<`, `=`, quotes or `&`.
 #[inline(always)]
 pub(crate) fn name_end(b: &[u8], from: usize) -> Result<(usize, usize), XmlError> {
     match b.get(from) {
@@ -300,18 +317,23 @@ pub(crate) fn name_end(b: &[u8], from: usize) -> Result<(usize, usize), XmlError
     let mut i = from;
     let mut local = from;
     while let Some(c) = chunk(b, i) {
-        let m = name_masks(c);
-        let k = m.stop.trailing_zeros();
-        let before = if k >= 16 { 0xFFFF } else { (1u32 << k) - 1 };
-        if m.bad & before != 0 {
-            return Err(bad_name(i + m.bad.trailing_zeros() as usize));
-        }
-        let colon = m.colon & before;
-        if colon != 0 {
-            local = i + (32 - colon.leading_zeros()) as usize;
-        }
-        if k < 16 {
-            return Ok((i + k as usize, local));
+        // Look only at the bytes below 0x40; in most names the first one ends it.
+        let mut m = name_mask(c);
+        while m != 0 {
+            let k = m.trailing_zeros() as usize;
+            let c = b[i + k];
+            match NAME_CLASS[usize::from(c)] {
+                0 => {
+                    // The prefix ends at the first colon (a name with more is not
+                    // namespace-well-formed; this is how quick-xml reads it too).
+                    if c == b':' && local == from {
+                        local = i + k + 1;
+                    }
+                }
+                1 => return Ok((i + k, local)),
+                _ => return Err(bad_name(i + k)),
+            }
+            m &= m - 1;
         }
         i += 16;
     }
@@ -319,7 +341,7 @@ pub(crate) fn name_end(b: &[u8], from: usize) -> Result<(usize, usize), XmlError
     while let Some(&c) = b.get(i) {
         match NAME_CLASS[usize::from(c)] {
             0 => {
-                if c == b':' {
+                if c == b':' && local == from {
                     local = i + 1;
                 }
                 i += 1;
@@ -782,6 +804,9 @@ mod tests {
             }
         }
         assert!(name_end(b"<1a>", 1).is_err());
+        // Found by fuzzing: with two colons the prefix still ends at the first.
+        assert_eq!(name_end(b"<a:b:c>", 1), Ok((6, 3)));
+        assert_eq!(name_end(b"<:a>", 1), Ok((3, 2)));
         assert!(name_end(b"< a>", 1).is_err());
     }
 
