@@ -15,6 +15,7 @@ use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group};
 use ctigate::codec::framing::{Deframer, InvokeId, MAX_WIRE_FRAME, encode_frame};
 use ctigate::codec::xml::{self, Connection, Device, Event, EventKind, Message};
+use ctigate::link::csta_xml::normalize;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::hint::black_box;
@@ -703,6 +704,41 @@ fn pass_ours(stream: &[u8]) -> usize {
     n
 }
 
+/// One pass from frame bytes to normalized `model::Event`s: the gateway's own path (decode, then
+/// the link's normalizer: parties with dialable numbers and E.164, text sharing the frame buffer).
+fn pass_normalized(stream: &[u8]) -> usize {
+    let pbx: std::sync::Arc<str> = std::sync::Arc::from("osv");
+    let device = ctigate::model::Text::from("4711");
+    let plan = ctigate::model::NumberingPlan {
+        country_code: Some("49".into()),
+        ..Default::default()
+    };
+    let origin = normalize::Origin {
+        pbx: &pbx,
+        device: &device,
+        plan: &plan,
+        received: std::time::Instant::now(),
+        ts_ms: 0,
+    };
+    let mut n = 0usize;
+    let mut d = Deframer::new(MAX_WIRE_FRAME);
+    for chunk in stream.chunks(READ) {
+        d.push(chunk);
+        while let Ok(Some(frame)) = d.next_frame() {
+            if let Ok(doc) = xml::decode(&frame.body)
+                && let Message::Event(e) = &doc.message
+            {
+                let ev = normalize::event(&frame.body, &doc.name, e, &origin);
+                n += usize::from(
+                    ev.call_id.is_some() || ev.kind == ctigate::model::EventKind::Unknown,
+                );
+                black_box(&ev);
+            }
+        }
+    }
+    n
+}
+
 /// One pass of the quick-xml raw walk.
 fn pass_raw(stream: &[u8]) -> usize {
     let mut n = 0usize;
@@ -737,6 +773,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("csta_xml_decode");
     g.throughput(Throughput::Elements(frames as u64));
     g.bench_function("ctigate", |b| b.iter(|| pass_ours(black_box(&stream))));
+    g.bench_function("ctigate_normalized", |b| {
+        b.iter(|| pass_normalized(black_box(&stream)))
+    });
     g.bench_function("quick_xml_raw", |b| b.iter(|| pass_raw(black_box(&stream))));
     g.bench_function("quick_xml_serde", |b| {
         b.iter(|| pass_serde(black_box(&stream)))
@@ -759,6 +798,7 @@ fn main() {
         let pass = match which.as_str() {
             "raw" => pass_raw,
             "serde" => pass_serde,
+            "normalized" => pass_normalized,
             _ => pass_ours,
         };
         let started = std::time::Instant::now();

@@ -206,6 +206,19 @@ pub struct Event {
 impl Event {
     /// An event with only the mandatory fields set, received now.
     pub fn new(kind: EventKind, name: Text, pbx: Arc<str>, device: Text) -> Event {
+        Event::received_at(kind, name, pbx, device, Instant::now(), now_ms())
+    }
+
+    /// An event with only the mandatory fields set, received at the given times (the link reads
+    /// the clocks once per read, not once per event).
+    pub fn received_at(
+        kind: EventKind,
+        name: Text,
+        pbx: Arc<str>,
+        device: Text,
+        received: Instant,
+        ts_ms: u64,
+    ) -> Event {
         Event {
             kind,
             name,
@@ -227,8 +240,8 @@ impl Event {
             forwarding_type: None,
             forwarding_on: None,
             forward_to: None,
-            ts_ms: now_ms(),
-            received: Instant::now(),
+            ts_ms,
+            received,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::Text;
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// What kind of party a number designates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,7 +34,7 @@ pub struct Party {
     pub number: Option<Text>,
     /// E.164 form, when derivable from the number and the PBX's numbering plan.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub e164: Option<String>,
+    pub e164: Option<Text>,
     /// Kind of party.
     pub kind: PartyKind,
 }
@@ -49,15 +50,19 @@ impl Party {
         }
     }
 
-    /// Classifies `raw` with `plan`.
+    /// Classifies `raw` with `plan`. The number and the E.164 form share `raw`'s buffer whenever
+    /// they are slices of it (the usual case), so a party costs no allocation.
     pub fn from_raw(raw: Text, plan: &NumberingPlan) -> Party {
-        let dialable = dialable(&raw);
-        let number: Text = if dialable.len() == raw.len() {
-            raw.clone()
-        } else {
-            Text::from(dialable.as_str())
+        let number = match dialable(&raw) {
+            Cow::Borrowed(d) => raw.slice_of(d),
+            Cow::Owned(d) => Text::from(d),
         };
         let (kind, e164) = plan.classify(&number);
+        let e164 = match e164 {
+            E164::None => None,
+            E164::Number => Some(number.clone()),
+            E164::Built(s) => Some(Text::from(s)),
+        };
         Party {
             raw: Some(raw),
             number: if number.is_empty() {
@@ -81,8 +86,9 @@ impl Party {
 
 /// Extracts the dialable number from a device identifier in any of the forms PBXs use:
 /// `N<+4930123>;displayNumber=…` (OpenScape), `sip:4711@host;user=phone`, `tel:+4930123;phone-context=…`,
-/// or plain digits with separators. Keeps `+`, digits, `*` and `#`.
-pub fn dialable(raw: &str) -> String {
+/// or plain digits with separators. Keeps `+`, digits, `*` and `#`. Borrows from `raw` when the
+/// number is a contiguous part of it; an identifier that is not a number gives an empty string.
+pub fn dialable(raw: &str) -> Cow<'_, str> {
     let mut s = raw.trim();
     if let Some(rest) = s.strip_prefix('N')
         && let Some(inner) = rest.strip_prefix('<')
@@ -96,17 +102,32 @@ pub fn dialable(raw: &str) -> String {
     } else if let Some(i) = s.find(';') {
         s = &s[..i];
     }
+    let dial =
+        |i: usize, c: u8| c.is_ascii_digit() || c == b'*' || c == b'#' || (c == b'+' && i == 0);
+    if s.bytes().enumerate().all(|(i, c)| dial(i, c)) {
+        return Cow::Borrowed(s);
+    }
     let mut out = String::with_capacity(s.len());
-    for (i, c) in s.chars().enumerate() {
-        match c {
-            '0'..='9' | '*' | '#' => out.push(c),
-            '+' if i == 0 => out.push(c),
-            ' ' | '-' | '(' | ')' | '/' | '.' => {}
+    for (i, c) in s.bytes().enumerate() {
+        if dial(i, c) {
+            out.push(char::from(c));
+        } else if !matches!(c, b' ' | b'-' | b'(' | b')' | b'/' | b'.') {
             // Not a number at all (a name, an opaque device id): keep nothing.
-            _ => return String::new(),
+            return Cow::Borrowed("");
         }
     }
-    out
+    Cow::Owned(out)
+}
+
+/// The E.164 form a classification found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum E164 {
+    /// None derivable.
+    None,
+    /// The number itself (it starts with `+`).
+    Number,
+    /// Built from the number and the plan.
+    Built(String),
 }
 
 /// How a PBX's numbers are to be read.
@@ -138,15 +159,22 @@ impl Default for NumberingPlan {
 
 impl NumberingPlan {
     /// Kind and E.164 form of a dialable number.
-    pub fn classify(&self, number: &str) -> (PartyKind, Option<String>) {
+    pub fn classify(&self, number: &str) -> (PartyKind, E164) {
+        let plus = |cc: &str, rest: &str| {
+            let mut e = String::with_capacity(1 + cc.len() + rest.len());
+            e.push('+');
+            e.push_str(cc);
+            e.push_str(rest);
+            E164::Built(e)
+        };
         if number.is_empty() {
-            return (PartyKind::Unknown, None);
+            return (PartyKind::Unknown, E164::None);
         }
-        if let Some(rest) = number.strip_prefix('+') {
-            return (PartyKind::International, Some(format!("+{rest}")));
+        if number.starts_with('+') {
+            return (PartyKind::International, E164::Number);
         }
         if number.len() <= self.extension_max_len {
-            return (PartyKind::Extension, None);
+            return (PartyKind::Extension, E164::None);
         }
         let mut n = number;
         if let Some(p) = &self.outside_prefix
@@ -158,15 +186,18 @@ impl NumberingPlan {
         if !self.international_prefix.is_empty()
             && let Some(rest) = n.strip_prefix(self.international_prefix.as_str())
         {
-            return (PartyKind::International, Some(format!("+{rest}")));
+            return (PartyKind::International, plus("", rest));
         }
         if !self.national_prefix.is_empty()
             && let Some(rest) = n.strip_prefix(self.national_prefix.as_str())
         {
-            let e164 = self.country_code.as_ref().map(|cc| format!("+{cc}{rest}"));
+            let e164 = match &self.country_code {
+                Some(cc) => plus(cc, rest),
+                None => E164::None,
+            };
             return (PartyKind::National, e164);
         }
-        (PartyKind::Unknown, None)
+        (PartyKind::Unknown, E164::None)
     }
 }
 
@@ -199,26 +230,29 @@ mod tests {
             outside_prefix: Some("0".into()),
             ..NumberingPlan::default()
         };
-        assert_eq!(plan.classify("4711"), (PartyKind::Extension, None));
+        assert_eq!(plan.classify("4711"), (PartyKind::Extension, E164::None));
         assert_eq!(
             plan.classify("+4930123"),
-            (PartyKind::International, Some("+4930123".into()))
+            (PartyKind::International, E164::Number)
         );
         // Outside prefix 0, then national 030…
         assert_eq!(
             plan.classify("0030123456"),
-            (PartyKind::National, Some("+4930123456".into()))
+            (PartyKind::National, E164::Built("+4930123456".into()))
         );
         assert_eq!(
             plan.classify("030123456"),
-            (PartyKind::Unknown, None),
+            (PartyKind::Unknown, E164::None),
             "with an outside prefix of 0, 030… is outside + local 30…"
         );
         let plain = NumberingPlan::default();
-        assert_eq!(plain.classify("030123456"), (PartyKind::National, None));
+        assert_eq!(
+            plain.classify("030123456"),
+            (PartyKind::National, E164::None)
+        );
         assert_eq!(
             plain.classify("0044207123"),
-            (PartyKind::International, Some("+44207123".into()))
+            (PartyKind::International, E164::Built("+44207123".into()))
         );
     }
 
@@ -232,5 +266,21 @@ mod tests {
         assert_eq!(p.number.as_deref(), Some("+4930123456"));
         assert_eq!(p.kind, PartyKind::International);
         assert_eq!(p.redacted(), "International:…56");
+        assert_eq!(p.e164.as_deref(), Some("+4930123456"));
+    }
+
+    #[test]
+    fn dialable_borrows_when_it_can() {
+        assert!(matches!(
+            dialable("N<+4930123>;noa=nk"),
+            Cow::Borrowed("+4930123")
+        ));
+        assert!(matches!(dialable("4711"), Cow::Borrowed("4711")));
+        assert!(matches!(dialable("+49 30 1"), Cow::Owned(_)));
+        // The number shares the raw text's buffer.
+        let raw = Text::from("N<+4930123>;displayNumber=030123;noa=nk");
+        let p = Party::from_raw(raw.clone(), &NumberingPlan::default());
+        assert_eq!(p.number.as_deref(), Some("+4930123"));
+        assert_eq!(p.number.as_ref().unwrap().as_ptr(), raw[2..].as_ptr());
     }
 }

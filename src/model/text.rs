@@ -33,6 +33,11 @@ impl Text {
         }
     }
 
+    /// `sub` as a `Text` sharing this one's buffer when it is a slice of it, copied otherwise.
+    pub fn slice_of(&self, sub: &str) -> Text {
+        Text::from_frame(&self.0, sub)
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         // SAFETY: every constructor takes a `&str`, a `String` or a slice of one, so the bytes are

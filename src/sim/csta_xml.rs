@@ -594,7 +594,7 @@ fn handle(
     for (k, v) in req.leaves.iter_mut() {
         if k.ends_with("deviceID") {
             let plain = crate::model::party::dialable(v);
-            if let Some(d) = sh.cfg.devices.iter().find(|d| **d == plain) {
+            if let Some(d) = sh.cfg.devices.iter().find(|d| d.as_str() == plain) {
                 if v != d {
                     sh.styled_ids.fetch_add(1, Ordering::Relaxed);
                 }

@@ -26,9 +26,14 @@ pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<
     let t = |s: &xml::Str<'_>| Text::from_frame(frame, s);
     let party = |d: &Option<Device<'_>>| d.as_ref().map(|d| to_party(frame, d, plan));
     let kind = kind(e.kind);
-    let mut ev = Event::new(kind, t(name), pbx.clone(), device.clone());
-    ev.received = o.received;
-    ev.ts_ms = o.ts_ms;
+    let mut ev = Event::received_at(
+        kind,
+        t(name),
+        pbx.clone(),
+        device.clone(),
+        o.received,
+        o.ts_ms,
+    );
     let primary = e.connection.as_ref();
     let new_call = e.new_connections.iter().find_map(|c| c.call_id.as_ref());
     let old_call = e.old_call.as_ref().and_then(|c| c.call_id.as_ref());
