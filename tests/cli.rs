@@ -1,9 +1,11 @@
 //! The `ctigate` binary: config checking, certificates, tokens, the demo, and a gateway run from a
 //! config file with real certificate files, a separate simulator process and the console connector.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::process::{self, Guard, wait_line};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -20,57 +22,11 @@ fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// Kills the child on drop.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Spawns and streams stderr+stdout lines into a channel.
+/// Spawns the binary with `args`, logging at info, streaming its output lines.
 fn spawn(args: &[&str]) -> (Guard, mpsc::Receiver<String>) {
-    let mut child = bin()
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    for r in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(r).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-    }
-    (Guard(child), rx)
-}
-
-fn wait_line(
-    rx: &mpsc::Receiver<String>,
-    timeout: Duration,
-    pred: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if pred(&l) => return l,
-            Ok(l) => seen.push(l),
-            Err(_) => panic!(
-                "no matching line within {timeout:?}; saw:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
+    let mut cmd = bin();
+    cmd.args(args).env("RUST_LOG", "info");
+    process::spawn(cmd)
 }
 
 fn example_with_certs(dir: &Path) -> String {

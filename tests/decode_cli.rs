@@ -6,11 +6,13 @@
 //! Tests that need Wireshark's tools skip with a message when they are missing, and fail when `CI`
 //! is set (`.ci/run` installs them: Debian package `tshark`).
 
+mod common;
+
+use common::process::{spawn, wait_line};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin() -> Command {
@@ -517,58 +519,6 @@ fn garbage_in_every_format_never_panics() {
                 );
                 assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
             }
-        }
-    }
-}
-
-/// Kills the child on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Spawns `cmd` and streams its stdout and stderr lines into a channel.
-fn spawn(mut cmd: Command) -> (Guard, mpsc::Receiver<String>) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    for r in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(r).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-    }
-    (Guard(child), rx)
-}
-
-fn wait_line(
-    rx: &mpsc::Receiver<String>,
-    timeout: Duration,
-    pred: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if pred(&l) => return l,
-            Ok(l) => seen.push(l),
-            Err(_) => panic!(
-                "no matching line within {timeout:?}; saw:\n{}",
-                seen.join("\n")
-            ),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Shared harness for the integration tests: a simulator over TLS, a gateway over TLS, and clients.
 #![allow(dead_code)]
 
+pub mod process;
+
 use ctigate::api::auth::{generate_token, token_hash};
 use ctigate::codec::xml::encode::ns;
 use ctigate::config::{Config, Dialect};
