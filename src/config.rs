@@ -68,6 +68,15 @@ pub struct ApiConfig {
     /// Failed authentications from one IP address per minute before further attempts are refused.
     #[serde(default = "default_auth_failures_per_minute")]
     pub auth_failures_per_minute: u32,
+    /// Kernel send buffer per connector connection, bytes (0: the kernel's autotuning, up to
+    /// several MiB per connection). Bounds what piles up in the kernel before `queue_*` notice a
+    /// slow consumer, and the memory 10,000 connections can take.
+    #[serde(default = "default_socket_send_buffer")]
+    pub socket_send_buffer_bytes: usize,
+}
+
+fn default_socket_send_buffer() -> usize {
+    256 * 1024
 }
 
 fn default_queue_messages() -> usize {

@@ -244,6 +244,7 @@ async fn a_token_not_allowed_a_login_id_is_refused_clearly(dialect: Dialect) {
 }
 
 async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer(dialect: Dialect) {
+    let t0 = std::time::Instant::now();
     let mut o = EnvOptions::for_dialect("slow", dialect);
     o.devices = 2;
     o.queue_messages = 256;
@@ -263,9 +264,11 @@ async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer(dialect
         }
     });
 
-    // The slow one has a tiny receive window and never reads.
+    // The slow one has a small receive window and never reads.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
+    // A small window, so the kernel buffers fill fast; not tiny, or the sender falls back on zero-window
+    // probes (seconds apart) when the connector reads again.
+    sock.set_recv_buffer_size(65536).unwrap();
     let tcp = sock.connect(env.gw.api_addr).await.unwrap();
     let mut slow = Client::over(
         &env.url,
@@ -292,7 +295,9 @@ async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer(dialect
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    eprintln!("{dialect:?} kicked after {:?}", t0.elapsed());
     quiet(&env).await;
+    eprintln!("{dialect:?} quiet after {:?}", t0.elapsed());
 
     // The fast connector received every event of every Login ID, in order, without a gap.
     let mut got: BTreeMap<String, Vec<u64>> = BTreeMap::new();
@@ -313,6 +318,7 @@ async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer(dialect
         assert_eq!(got[l], (1..=hub_seq(&env, l)).collect::<Vec<_>>());
     }
     reader.abort();
+    eprintln!("{dialect:?} fast verified after {:?}", t0.elapsed());
 
     // The slow one, reading again, finds the reason and the close code.
     let (mut code, mut reason, mut error_seen) = (0, String::new(), false);
@@ -334,6 +340,7 @@ async fn a_connector_that_stops_reading_is_disconnected_as_slow_consumer(dialect
     })
     .await
     .unwrap();
+    eprintln!("{dialect:?} closed after {:?}", t0.elapsed());
     assert_eq!(
         (code, reason.as_str(), error_seen),
         (4008, "slow_consumer", true)

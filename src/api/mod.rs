@@ -63,6 +63,8 @@ pub struct ApiSettings {
     pub command_timeout: Duration,
     /// Concurrent connections.
     pub max_connections: usize,
+    /// Kernel send buffer per connection (0: autotuning).
+    pub socket_send_buffer: usize,
 }
 
 impl ApiSettings {
@@ -75,6 +77,7 @@ impl ApiSettings {
             hello_timeout: Duration::from_millis(c.hello_timeout_ms),
             command_timeout: Duration::from_millis(c.command_timeout_ms),
             max_connections: c.max_connections,
+            socket_send_buffer: c.socket_send_buffer_bytes,
         }
     }
 }
@@ -149,6 +152,10 @@ impl Api {
         shutdown: CancellationToken,
     ) {
         let _ = tcp.set_nodelay(true);
+        if self.settings.socket_send_buffer > 0 {
+            let _ =
+                socket2::SockRef::from(&tcp).set_send_buffer_size(self.settings.socket_send_buffer);
+        }
         let deadline = Instant::now() + self.settings.hello_timeout;
         let tls = match tokio::time::timeout_at(deadline.into(), self.tls.accept(tcp)).await {
             Ok(Ok(s)) => s,

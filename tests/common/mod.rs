@@ -157,6 +157,7 @@ listen = "127.0.0.1:0"
 cert = "in-memory"
 key = "in-memory"
 queue_messages = {queue}
+socket_send_buffer_bytes = 65536
 write_timeout_ms = {wt}
 auth_failures_per_minute = 3
 [ops]
