@@ -8,7 +8,7 @@ pub mod auth;
 pub mod proto;
 
 use crate::hub::{CommandError, Hub, KickReason, SubscriberRx};
-use crate::model::LoginId;
+use crate::model::{LoginId, StatusLevel};
 use auth::{AuthLimiter, Credentials};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -547,7 +547,7 @@ fn red_and_error_pair(r: &Rejected) -> (Bytes, Bytes) {
         _ => format!("this token may not serve Login ID {:?}", r.login_id),
     };
     (
-        proto::red_status(&r.login_id, r.code),
+        crate::hub::message::status(&r.login_id, StatusLevel::Red, r.code, None, None),
         proto::error(r.code, &msg, Some(&r.login_id)),
     )
 }

@@ -3,7 +3,7 @@
 //! `status`, `gap`, `snapshot`) are built once by the hub (`hub::message`).
 
 use crate::hub::{AgentState, Command, ForwardingType};
-use crate::model::{LoginId, StatusLevel, Text};
+use crate::model::{LoginId, Text};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -381,24 +381,6 @@ pub fn error(code: &str, message: &str, login_id: Option<&str>) -> Bytes {
         code,
         message,
         login_id,
-    })
-}
-
-/// A red `status` for a Login ID that is not served.
-pub fn red_status(login_id: &str, reason: &str) -> Bytes {
-    #[derive(Serialize)]
-    struct S<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        login_id: &'a str,
-        status: StatusLevel,
-        reason: &'a str,
-    }
-    crate::hub::message::to_bytes(&S {
-        kind: "status",
-        login_id,
-        status: StatusLevel::Red,
-        reason,
     })
 }
 

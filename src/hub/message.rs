@@ -28,7 +28,7 @@ pub fn event(login: &LoginId, seq: u64, ev: &Event) -> Bytes {
 struct Status<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    login_id: &'a LoginId,
+    login_id: &'a str,
     status: StatusLevel,
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,9 +37,10 @@ struct Status<'a> {
     device: Option<&'a str>,
 }
 
-/// `{"type":"status",…}`.
+/// `{"type":"status",…}`. The Login ID is a plain string: a red status may name one the connector
+/// sent that is not valid at all.
 pub fn status(
-    login: &LoginId,
+    login: &str,
     level: StatusLevel,
     reason: &str,
     pbx: Option<&str>,

@@ -38,7 +38,7 @@ struct Session {
 impl Session {
     fn status_message(&self) -> Bytes {
         message::status(
-            &self.login,
+            self.login.as_str(),
             self.status.0,
             &self.status.1,
             Some(&self.key.pbx),
