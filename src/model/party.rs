@@ -75,6 +75,31 @@ impl Party {
         }
     }
 
+    /// Sets `slot` to the party `raw` designates (as [`Party::from_raw`]), writing its fields in
+    /// place (see [`Text::set_from_frame`]). Text that lies in `frame` and is too long to be
+    /// inline shares it.
+    #[inline]
+    pub fn set_from_frame(
+        slot: &mut Option<Party>,
+        frame: &bytes::Bytes,
+        raw: &str,
+        plan: &NumberingPlan,
+    ) {
+        let p = slot.insert(Party::without_number(PartyKind::Unknown));
+        Text::set_from_frame(&mut p.raw, frame, raw);
+        let number = dialable(raw);
+        let (kind, e164) = plan.classify(&number);
+        p.kind = kind;
+        if !number.is_empty() {
+            Text::set_from_frame(&mut p.number, frame, &number);
+        }
+        match e164 {
+            E164::None => {}
+            E164::Number => Text::set_from_frame(&mut p.e164, frame, &number),
+            E164::Built(s) => p.e164 = Some(Text::from(s)),
+        }
+    }
+
     /// A short form for logs at info level: kind and the last two digits only.
     pub fn redacted(&self) -> String {
         match &self.number {
@@ -89,19 +114,31 @@ impl Party {
 /// or plain digits with separators. Keeps `+`, digits, `*` and `#`. Borrows from `raw` when the
 /// number is a contiguous part of it; an identifier that is not a number gives an empty string.
 pub fn dialable(raw: &str) -> Cow<'_, str> {
-    let mut s = raw.trim();
-    if let Some(rest) = s.strip_prefix('N')
-        && let Some(inner) = rest.strip_prefix('<')
-        && let Some(end) = inner.find('>')
-    {
-        s = &inner[..end];
-    } else if let Some(rest) = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:")) {
-        s = rest.split(['@', ';']).next().unwrap_or("");
-    } else if let Some(rest) = s.strip_prefix("tel:") {
-        s = rest.split(';').next().unwrap_or("");
-    } else if let Some(i) = s.find(';') {
-        s = &s[..i];
-    }
+    // Device ids are ASCII and come trimmed from the decoder: look at bytes, and trim (Unicode
+    // whitespace included) only when an end is not a printable ASCII byte.
+    let printable = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_graphic());
+    let s = if printable(raw.as_bytes().first()) && printable(raw.as_bytes().last()) {
+        raw
+    } else {
+        raw.trim()
+    };
+    let b = s.as_bytes();
+    let find = |from: usize, stop: &dyn Fn(u8) -> bool| {
+        b.get(from..)
+            .unwrap_or_default()
+            .iter()
+            .position(|&c| stop(c))
+            .map_or(b.len(), |k| from + k)
+    };
+    // The number's range in `s`; every cut is next to an ASCII byte, so a char boundary.
+    let (from, to) = match b {
+        [b'N', b'<', rest @ ..] if rest.contains(&b'>') => (2, find(2, &|c| c == b'>')),
+        [b's', b'i', b'p', b':', ..] => (4, find(4, &|c| c == b'@' || c == b';')),
+        [b's', b'i', b'p', b's', b':', ..] => (5, find(5, &|c| c == b'@' || c == b';')),
+        [b't', b'e', b'l', b':', ..] => (4, find(4, &|c| c == b';')),
+        _ => (0, find(0, &|c| c == b';')),
+    };
+    let s = s.get(from..to).unwrap_or_default();
     let dial =
         |i: usize, c: u8| c.is_ascii_digit() || c == b'*' || c == b'#' || (c == b'+' && i == 0);
     if s.bytes().enumerate().all(|(i, c)| dial(i, c)) {
@@ -205,6 +242,75 @@ impl NumberingPlan {
 mod tests {
     use super::*;
 
+    /// The straightforward reading of the rules on `str` (the first implementation), as an oracle
+    /// for the byte-level one.
+    fn dialable_oracle(raw: &str) -> String {
+        let mut s = raw.trim();
+        if let Some(rest) = s.strip_prefix('N')
+            && let Some(inner) = rest.strip_prefix('<')
+            && let Some(end) = inner.find('>')
+        {
+            s = &inner[..end];
+        } else if let Some(rest) = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:")) {
+            s = rest.split(['@', ';']).next().unwrap_or("");
+        } else if let Some(rest) = s.strip_prefix("tel:") {
+            s = rest.split(';').next().unwrap_or("");
+        } else if let Some(i) = s.find(';') {
+            s = &s[..i];
+        }
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if c.is_ascii_digit() || c == '*' || c == '#' || (c == '+' && i == 0) {
+                out.push(c);
+            } else if !matches!(c, ' ' | '-' | '(' | ')' | '/' | '.') {
+                return String::new();
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dialable_matches_the_oracle(raw in "[ N<>;@+0-9*#a-z:()./\\-\u{a0}\u{e9}]{0,24}") {
+            proptest::prop_assert_eq!(dialable(&raw).into_owned(), dialable_oracle(&raw));
+        }
+    }
+
+    #[test]
+    fn dialable_matches_the_oracle_on_edge_cases() {
+        for raw in [
+            "",
+            " ",
+            "N",
+            "N<",
+            "N<>",
+            "N<1",
+            "N<12>x",
+            "N<+1>;a",
+            "sip:",
+            "sips:1@x",
+            "sip:1;u",
+            "tel:",
+            "tel:+1;x",
+            ";",
+            "1;2",
+            " 4711 ",
+            "\u{a0}4711\u{a0}",
+            "+",
+            "++1",
+            "1+",
+            "*#",
+            "é1",
+            "N<é>",
+        ] {
+            assert_eq!(
+                dialable(raw).as_ref(),
+                dialable_oracle(raw).as_str(),
+                "{raw:?}"
+            );
+        }
+    }
+
     #[test]
     fn dialable_forms() {
         assert_eq!(
@@ -277,10 +383,12 @@ mod tests {
         ));
         assert!(matches!(dialable("4711"), Cow::Borrowed("4711")));
         assert!(matches!(dialable("+49 30 1"), Cow::Owned(_)));
-        // The number shares the raw text's buffer.
-        let raw = Text::from("N<+4930123>;displayNumber=030123;noa=nk");
+        // A number too long to be inline shares the raw text's buffer.
+        let raw = Text::from("sip:+4930123456789012345678901234567890123456@pbx;user=phone");
         let p = Party::from_raw(raw.clone(), &NumberingPlan::default());
-        assert_eq!(p.number.as_deref(), Some("+4930123"));
-        assert_eq!(p.number.as_ref().unwrap().as_ptr(), raw[2..].as_ptr());
+        let n = "+4930123456789012345678901234567890123456";
+        assert_eq!(p.number.as_deref(), Some(n));
+        assert_eq!(p.number.as_ref().unwrap().as_ptr(), raw[4..].as_ptr());
+        assert_eq!(p.e164.as_ref().unwrap().as_ptr(), raw[4..].as_ptr());
     }
 }

@@ -1,12 +1,58 @@
-//! [`Text`]: an immutable UTF-8 string that can share the frame buffer it was decoded from.
+//! [`Text`]: an immutable UTF-8 string that is stored inline when short and otherwise shares the
+//! frame buffer it was decoded from.
 
 use bytes::Bytes;
 use std::fmt;
 
-/// Immutable UTF-8 text backed by [`Bytes`]: cloning is a reference-count bump, and text decoded
-/// from a frame points into the frame instead of being copied.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Text(Bytes);
+/// Longest text stored inline. 38 bytes hold the values events carry most (call ids of up to 38
+/// characters, device numbers, causes, event names) while keeping `Text` at 40 bytes, the size
+/// of the shared form plus its tag.
+pub const INLINE: usize = 38;
+
+/// Immutable UTF-8 text. Short text (up to [`INLINE`] bytes) is stored inline: making, cloning
+/// and dropping it touch no shared counter and no allocator, which is most of what normalizing an
+/// event costs otherwise (a reference-count bump and drop are atomic operations). Longer text is
+/// backed by [`Bytes`]: cloning is a reference-count bump, and text decoded from a frame points
+/// into the frame instead of being copied.
+#[derive(Clone)]
+pub struct Text(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// The first `len` bytes of `buf` (`len <= INLINE`).
+    Inline { len: u8, buf: [u8; INLINE] },
+    /// Longer text.
+    Shared(Bytes),
+}
+
+impl Default for Text {
+    fn default() -> Text {
+        Text(Repr::Inline {
+            len: 0,
+            buf: [0; INLINE],
+        })
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
 
 // Hash exactly as `str` does, so `Borrow<str>` lookups in hash maps find the entry.
 impl std::hash::Hash for Text {
@@ -18,53 +64,177 @@ impl std::hash::Hash for Text {
 impl Text {
     /// Text from a static string, without allocating.
     pub const fn from_static(s: &'static str) -> Text {
-        Text(Bytes::from_static(s.as_bytes()))
+        let b = s.as_bytes();
+        if b.len() > INLINE {
+            return Text(Repr::Shared(Bytes::from_static(b)));
+        }
+        let mut buf = [0u8; INLINE];
+        let mut i = 0;
+        while i < b.len() {
+            buf[i] = b[i];
+            i += 1;
+        }
+        Text(Repr::Inline {
+            len: b.len() as u8,
+            buf,
+        })
     }
 
-    /// Text from a decoded value: shares `frame` when `s` lies inside it (a value borrowed from
-    /// the frame), copies otherwise (a value that had references resolved).
+    /// Short text copied inline, or `None` when it is longer than [`INLINE`].
+    #[inline]
+    fn inline(s: &str) -> Option<Text> {
+        let b = s.as_bytes();
+        if b.len() > INLINE {
+            return None;
+        }
+        let mut buf = [0u8; INLINE];
+        copy_short(&mut buf, b);
+        Some(Text(Repr::Inline {
+            // Fits: at most INLINE (38).
+            len: b.len() as u8,
+            buf,
+        }))
+    }
+
+    /// Text from a decoded value: inline when short; otherwise it shares `frame` when `s` lies
+    /// inside it (a value borrowed from the frame), and is copied when not (a value that had
+    /// references resolved).
+    #[inline]
     pub fn from_frame(frame: &Bytes, s: &str) -> Text {
-        let start = frame.as_ptr() as usize;
-        let p = s.as_ptr() as usize;
-        if p >= start && p + s.len() <= start + frame.len() {
-            Text(frame.slice_ref(s.as_bytes()))
+        if let Some(t) = Text::inline(s) {
+            return t;
+        }
+        Text(Repr::Shared(shared_slice(frame, s)))
+    }
+
+    /// Sets `slot` to [`Text::from_frame`]`(frame, s)`, writing short text where it will stay.
+    /// Building the text elsewhere and moving it in costs more than the copy itself: the move
+    /// reads back, in wide loads, bytes just written in pieces, and the processor cannot forward
+    /// such stores to the load, so it waits for them to reach the cache.
+    #[inline]
+    pub fn set_from_frame(slot: &mut Option<Text>, frame: &Bytes, s: &str) {
+        slot.insert(Text::default()).assign_from_frame(frame, s);
+    }
+
+    /// Makes this text [`Text::from_frame`]`(frame, s)` in place (see [`Text::set_from_frame`]).
+    #[inline]
+    pub fn assign_from_frame(&mut self, frame: &Bytes, s: &str) {
+        let b = s.as_bytes();
+        if b.len() <= INLINE {
+            if let Repr::Shared(_) = self.0 {
+                *self = Text::default();
+            }
+            if let Repr::Inline { len, buf } = &mut self.0 {
+                copy_short(buf, b);
+                // Fits: at most INLINE (38).
+                *len = b.len() as u8;
+            }
         } else {
-            Text::from(s)
+            self.0 = Repr::Shared(shared_slice(frame, s));
         }
     }
 
-    /// `sub` as a `Text` sharing this one's buffer when it is a slice of it, copied otherwise.
+    /// Makes this text a copy of `other` in place (see [`Text::set_from_frame`]).
+    #[inline]
+    pub fn assign(&mut self, other: &Text) {
+        match &other.0 {
+            Repr::Inline { len, buf } => {
+                if let Repr::Shared(_) = self.0 {
+                    *self = Text::default();
+                }
+                if let Repr::Inline { len: l, buf: b } = &mut self.0 {
+                    *b = *buf;
+                    *l = *len;
+                }
+            }
+            Repr::Shared(b) => self.0 = Repr::Shared(b.clone()),
+        }
+    }
+
+    /// `sub` as a `Text`: inline when short, sharing this one's buffer when it is a slice of it,
+    /// copied otherwise.
+    #[inline]
     pub fn slice_of(&self, sub: &str) -> Text {
-        Text::from_frame(&self.0, sub)
+        if let Some(t) = Text::inline(sub) {
+            return t;
+        }
+        match &self.0 {
+            Repr::Shared(b) => Text(Repr::Shared(shared_slice(b, sub))),
+            Repr::Inline { .. } => Text::from(sub),
+        }
     }
 
     /// The text.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        // SAFETY: every constructor takes a `&str`, a `String` or a slice of one, so the bytes are
-        // valid UTF-8; `Bytes` is immutable.
-        unsafe { std::str::from_utf8_unchecked(&self.0) }
+        let bytes = match &self.0 {
+            Repr::Inline { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+            Repr::Shared(b) => b,
+        };
+        // SAFETY: every constructor takes a `&str`, a `String` or a slice of one and stores its
+        // bytes whole (inline: the first `len` bytes are exactly the string's bytes), so they
+        // are valid UTF-8; neither form is ever mutated.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// Byte length.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Shared(b) => b.len(),
+        }
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
+    }
+}
+
+/// Copies `src` (at most [`INLINE`] bytes) to the start of `dst` with a few fixed-size,
+/// possibly overlapping moves instead of a `memcpy` call, whose set-up costs more than copying a
+/// short value (an event makes a dozen of these).
+#[inline(always)]
+fn copy_short(dst: &mut [u8; INLINE], src: &[u8]) {
+    let n = src.len();
+    if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        if n > 32 {
+            dst[16..32].copy_from_slice(&src[16..32]);
+        }
+        dst[n - 16..n].copy_from_slice(&src[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..n].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..n].copy_from_slice(&src[n - 4..]);
+    } else {
+        dst[..n].copy_from_slice(src);
+    }
+}
+
+/// `s` as a slice of `buf` when it lies inside it, else a copy.
+#[inline]
+fn shared_slice(buf: &Bytes, s: &str) -> Bytes {
+    let start = buf.as_ptr() as usize;
+    let p = s.as_ptr() as usize;
+    if p >= start && p + s.len() <= start + buf.len() {
+        buf.slice_ref(s.as_bytes())
+    } else {
+        Bytes::copy_from_slice(s.as_bytes())
     }
 }
 
 impl From<&str> for Text {
     fn from(s: &str) -> Text {
-        Text(Bytes::copy_from_slice(s.as_bytes()))
+        Text::inline(s).unwrap_or_else(|| Text(Repr::Shared(Bytes::copy_from_slice(s.as_bytes()))))
     }
 }
 
 impl From<String> for Text {
     fn from(s: String) -> Text {
-        Text(Bytes::from(s.into_bytes()))
+        Text::inline(&s).unwrap_or_else(|| Text(Repr::Shared(Bytes::from(s.into_bytes()))))
     }
 }
 
@@ -128,18 +298,85 @@ mod tests {
     use super::*;
     use std::borrow::Cow;
 
+    /// Where a shared text's bytes are, or `None` when it is inline.
+    fn shared_ptr(t: &Text) -> Option<*const u8> {
+        match &t.0 {
+            Repr::Shared(b) => Some(b.as_ptr()),
+            Repr::Inline { .. } => None,
+        }
+    }
+
     #[test]
-    fn shares_the_frame_when_borrowed() {
-        let frame = Bytes::from_static(b"<a>hello</a>");
+    fn short_text_is_inline_long_text_shares_the_frame() {
+        let long = "FF000100000000000A2D65C85C1C750000FF000100";
+        let doc = format!("<a>hello</a><b>{long}</b>");
+        let frame = Bytes::from(doc.into_bytes());
         let s = std::str::from_utf8(&frame[3..8]).unwrap();
         let t = Text::from_frame(&frame, &Cow::Borrowed(s));
         assert_eq!(t, "hello");
-        assert_eq!(t.0.as_ptr(), frame[3..].as_ptr());
+        assert_eq!(shared_ptr(&t), None);
+        let s = std::str::from_utf8(&frame[15..15 + long.len()]).unwrap();
+        let t = Text::from_frame(&frame, s);
+        assert_eq!(t, long);
+        assert_eq!(shared_ptr(&t), Some(frame[15..].as_ptr()));
+        // A long slice of a shared text shares it too; a short one is inline.
+        let sub = t.slice_of(&t[1..]);
+        assert_eq!(
+            (sub.as_str(), shared_ptr(&sub)),
+            (&long[1..], Some(frame[16..].as_ptr()))
+        );
+        assert_eq!(shared_ptr(&t.slice_of(&t[..4])), None);
         // Text outside the frame is copied, not a panic.
         let t = Text::from_frame(&frame, &Cow::Borrowed("elsewhere"));
         assert_eq!(t, "elsewhere");
-        let t = Text::from_frame(&frame, &Cow::Owned("owned".into()));
-        assert_eq!(t.as_str(), "owned");
+        let t = Text::from_frame(&frame, &Cow::Owned(long.repeat(2)));
+        assert_eq!(t.as_str(), long.repeat(2));
+    }
+
+    #[test]
+    fn every_inline_length_round_trips() {
+        let all: String = ('a'..='z').chain('A'..='Z').collect();
+        for n in 0..=INLINE + 2 {
+            assert_eq!(Text::from(&all[..n]), &all[..n]);
+            assert_eq!(Text::from(&all[1..n + 1]).as_str(), &all[1..n + 1]);
+        }
+    }
+
+    #[test]
+    fn both_forms_compare_hash_and_order_by_content() {
+        let exactly = "a".repeat(INLINE);
+        let over = "a".repeat(INLINE + 1);
+        for s in ["", "x", exactly.as_str(), over.as_str()] {
+            let a = Text::from(s);
+            let b = Text::from(s.to_owned());
+            let c = Text(Repr::Shared(Bytes::copy_from_slice(s.as_bytes())));
+            assert_eq!(
+                (a.as_str(), a.len(), a.is_empty()),
+                (s, s.len(), s.is_empty())
+            );
+            assert_eq!(a, b);
+            assert_eq!(a, c);
+            assert_eq!(a.cmp(&c), std::cmp::Ordering::Equal);
+            let h = |t: &Text| {
+                use std::hash::{BuildHasher, RandomState};
+                static S: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+                S.get_or_init(RandomState::new).hash_one(t)
+            };
+            assert_eq!(h(&a), h(&c));
+        }
+        assert_eq!(shared_ptr(&Text::from(exactly.as_str())), None);
+        assert!(shared_ptr(&Text::from(over.as_str())).is_some());
+        const S: Text = Text::from_static("DeliveredEvent");
+        assert_eq!(S, "DeliveredEvent");
+        assert_eq!(
+            Text::from_static("a long static text that does not fit inline"),
+            "a long static text that does not fit inline"
+        );
+        assert_eq!(
+            Text::from("b").cmp(&Text::from(over.as_str())),
+            std::cmp::Ordering::Greater
+        );
+        assert_eq!(Text::default(), "");
     }
 
     #[test]

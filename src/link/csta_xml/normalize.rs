@@ -20,58 +20,72 @@ pub struct Origin<'a> {
     pub ts_ms: u64,
 }
 
-/// Maps a decoded event into the normalized model. Text fields share `frame`.
+/// Maps a decoded event into the normalized model. Short text is stored inline; longer text
+/// shares `frame` when it is a slice of it. Fields are written where they stay (see
+/// [`Text::set_from_frame`]).
+#[inline]
 pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<'_>) -> Event {
     let (pbx, device, plan) = (o.pbx, o.device, o.plan);
-    let t = |s: &xml::Str<'_>| Text::from_frame(frame, s);
-    let party = |d: &Option<Device<'_>>| d.as_ref().map(|d| to_party(frame, d, plan));
     let kind = kind(e.kind);
     let mut ev = Event::received_at(
         kind,
-        t(name),
+        Text::default(),
         pbx.clone(),
-        device.clone(),
+        Text::default(),
         o.received,
         o.ts_ms,
     );
+    let text = |slot: &mut Option<Text>, v: Option<&xml::Str<'_>>| {
+        if let Some(v) = v {
+            Text::set_from_frame(slot, frame, v);
+        }
+    };
+    let party = |slot: &mut Option<Party>, d: &Option<Device<'_>>| match d {
+        None => {}
+        Some(Device::Id(s)) => Party::set_from_frame(slot, frame, s, plan),
+        Some(Device::NotKnown) => *slot = Some(Party::without_number(PartyKind::Anonymous)),
+        Some(Device::Restricted) => *slot = Some(Party::without_number(PartyKind::Restricted)),
+        Some(Device::NotRequired | Device::NotSpecified) => {
+            *slot = Some(Party::without_number(PartyKind::Unknown));
+        }
+    };
+    ev.name.assign_from_frame(frame, name);
+    ev.device.assign(device);
     let primary = e.connection.as_ref();
     let new_call = e.new_connections.iter().find_map(|c| c.call_id.as_ref());
     let old_call = e.old_call.as_ref().and_then(|c| c.call_id.as_ref());
-    ev.call_id = match kind {
-        EventKind::Transferred | EventKind::Conferenced => new_call.or(old_call).map(t),
-        _ => primary.and_then(|c| c.call_id.as_ref()).map(t),
+    let call_id = match kind {
+        EventKind::Transferred | EventKind::Conferenced => new_call.or(old_call),
+        _ => primary.and_then(|c| c.call_id.as_ref()),
     };
-    ev.connection_device = primary.and_then(|c| c.device_id.as_ref()).map(t);
+    text(&mut ev.call_id, call_id);
+    text(
+        &mut ev.connection_device,
+        primary.and_then(|c| c.device_id.as_ref()),
+    );
     for old in [e.old_call.as_ref(), e.secondary_old_call.as_ref()]
         .into_iter()
         .flatten()
     {
         if let Some(id) = &old.call_id {
-            ev.old_call_ids.push(t(id));
+            ev.old_call_ids.push(Text::from_frame(frame, id));
         }
     }
     ev.state = e.local_state.as_deref().and_then(ConnState::from_csta);
-    ev.cause = e.cause.as_ref().map(t);
-    ev.at = party(&e.subject);
-    ev.calling = party(&e.calling);
-    ev.called = party(&e.called);
-    ev.redirected_from = party(&e.last_redirection);
-    ev.target = party(&e.target);
-    ev.agent_id = e.agent_id.as_ref().map(t);
+    text(&mut ev.cause, e.cause.as_ref());
+    party(&mut ev.at, &e.subject);
+    party(&mut ev.calling, &e.calling);
+    party(&mut ev.called, &e.called);
+    party(&mut ev.redirected_from, &e.last_redirection);
+    party(&mut ev.target, &e.target);
+    text(&mut ev.agent_id, e.agent_id.as_ref());
     ev.do_not_disturb = e.do_not_disturb;
-    ev.forwarding_type = e.forwarding_type.as_ref().map(t);
+    text(&mut ev.forwarding_type, e.forwarding_type.as_ref());
     ev.forwarding_on = e.forward_status;
-    ev.forward_to = e.forward_to.as_ref().map(|s| Party::from_raw(t(s), plan));
-    ev
-}
-
-fn to_party(frame: &Bytes, d: &Device<'_>, plan: &NumberingPlan) -> Party {
-    match d {
-        Device::Id(s) => Party::from_raw(Text::from_frame(frame, s), plan),
-        Device::NotKnown => Party::without_number(PartyKind::Anonymous),
-        Device::Restricted => Party::without_number(PartyKind::Restricted),
-        Device::NotRequired | Device::NotSpecified => Party::without_number(PartyKind::Unknown),
+    if let Some(to) = &e.forward_to {
+        Party::set_from_frame(&mut ev.forward_to, frame, to, plan);
     }
+    ev
 }
 
 /// The normalized kind of a CSTA event kind.
