@@ -211,6 +211,7 @@ impl Event {
 
     /// An event with only the mandatory fields set, received at the given times (the link reads
     /// the clocks once per read, not once per event).
+    #[inline]
     pub fn received_at(
         kind: EventKind,
         name: Text,

@@ -41,6 +41,7 @@ pub struct Party {
 
 impl Party {
     /// A party with no number.
+    #[inline]
     pub fn without_number(kind: PartyKind) -> Party {
         Party {
             raw: None,
