@@ -692,7 +692,9 @@ fn check(stream: &[u8], frames: usize) {
         seen += 1;
         assert_ne!(ev.kind, ctigate::model::EventKind::Unknown, "{ev:?}");
         assert!(
-            ev.call_id.as_deref().is_some_and(|c| c.starts_with("FF0001")),
+            ev.call_id
+                .as_deref()
+                .is_some_and(|c| c.starts_with("FF0001")),
             "{ev:?}"
         );
         for p in [&ev.at, &ev.calling, &ev.called, &ev.target]

@@ -124,20 +124,24 @@ pub fn dialable(raw: &str) -> Cow<'_, str> {
         raw.trim()
     };
     let b = s.as_bytes();
-    let find = |from: usize, stop: &dyn Fn(u8) -> bool| {
-        b.get(from..)
-            .unwrap_or_default()
+    /// The first position from `from` on whose byte `stop` accepts, or the end.
+    #[inline(always)]
+    fn find(b: &[u8], from: usize, stop: impl Fn(u8) -> bool) -> Option<usize> {
+        b.get(from..)?
             .iter()
             .position(|&c| stop(c))
-            .map_or(b.len(), |k| from + k)
-    };
+            .map(|k| from + k)
+    }
+    let end = b.len();
     // The number's range in `s`; every cut is next to an ASCII byte, so a char boundary.
     let (from, to) = match b {
-        [b'N', b'<', rest @ ..] if rest.contains(&b'>') => (2, find(2, &|c| c == b'>')),
-        [b's', b'i', b'p', b':', ..] => (4, find(4, &|c| c == b'@' || c == b';')),
-        [b's', b'i', b'p', b's', b':', ..] => (5, find(5, &|c| c == b'@' || c == b';')),
-        [b't', b'e', b'l', b':', ..] => (4, find(4, &|c| c == b';')),
-        _ => (0, find(0, &|c| c == b';')),
+        [b'N', b'<', ..] if let Some(gt) = find(b, 2, |c| c == b'>') => (2, gt),
+        [b's', b'i', b'p', b':', ..] => (4, find(b, 4, |c| c == b'@' || c == b';').unwrap_or(end)),
+        [b's', b'i', b'p', b's', b':', ..] => {
+            (5, find(b, 5, |c| c == b'@' || c == b';').unwrap_or(end))
+        }
+        [b't', b'e', b'l', b':', ..] => (4, find(b, 4, |c| c == b';').unwrap_or(end)),
+        _ => (0, find(b, 0, |c| c == b';').unwrap_or(end)),
     };
     let s = s.get(from..to).unwrap_or_default();
     let dial =
