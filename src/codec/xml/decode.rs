@@ -1866,7 +1866,7 @@ pub(crate) enum Sym {
 /// a short name can be loaded in one go and masked).
 ///
 /// A perfect hash of the first and last eight bytes and the length picks the one candidate, which
-/// is then compared; about twenty instructions whatever the name.
+/// is then compared word by word with its [`Key`]; about twenty instructions whatever the name.
 #[inline(always)]
 fn sym_at(b: &[u8], start: usize, end: usize) -> Sym {
     let Some(name) = b.get(start..end) else {
@@ -1887,13 +1887,75 @@ fn sym_at(b: &[u8], start: usize, end: usize) -> Sym {
     };
     let h = (w0.wrapping_mul(HASH_A) ^ wl.wrapping_mul(HASH_B) ^ (len as u64).wrapping_mul(HASH_C))
         >> (64 - HASH_BITS);
-    let (candidate, sym) = NAMES[usize::from(SLOTS[h as usize])];
-    if same(candidate, name) {
-        sym
-    } else {
-        Sym::Other
-    }
+    let index = usize::from(SLOTS[h as usize]);
+    let (Some(k), Some((_, sym))) = (KEYS.get(index), NAMES.get(index)) else {
+        return Sym::Other;
+    };
+    // The first and last words cover names of up to 16 bytes; longer ones (at most 26, see
+    // `KEYS`) also need the words at 8 and 16.
+    let hit = k.len == len
+        && k.w0 == w0
+        && k.wl == wl
+        && (len <= 16 || word(name, 8) == Some(k.w8))
+        && (len <= 24 || word(name, 16) == Some(k.w16));
+    if hit { *sym } else { Sym::Other }
 }
+
+/// A name of [`NAMES`] as [`sym_at`] loads it: the words at 0, 8, 16 and `len - 8` (for a name
+/// shorter than eight bytes, `w0` and `wl` are its bytes, zero-extended), and its length.
+struct Key {
+    w0: u64,
+    w8: u64,
+    w16: u64,
+    wl: u64,
+    len: usize,
+}
+
+/// The `n` (at most 8) bytes of `name` at `at`, little-endian, zero-extended.
+const fn load(name: &[u8], at: usize, n: usize) -> u64 {
+    let mut w = 0u64;
+    let mut k = n;
+    while k > 0 {
+        k -= 1;
+        w = (w << 8) | name[at + k] as u64;
+    }
+    w
+}
+
+/// [`Key`]s by symbol, in the order of [`NAMES`].
+const KEYS: [Key; NAMES.len()] = {
+    let mut keys = [const {
+        Key {
+            w0: 0,
+            w8: 0,
+            w16: 0,
+            wl: 0,
+            len: 0,
+        }
+    }; NAMES.len()];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let name = NAMES[i].0;
+        let len = name.len();
+        // Three words and the last one cover every name we have.
+        assert!(len <= 32);
+        let (w0, wl) = if len < 8 {
+            let w = load(name, 0, len);
+            (w, w)
+        } else {
+            (load(name, 0, 8), load(name, len - 8, 8))
+        };
+        keys[i] = Key {
+            w0,
+            w8: if len > 16 { load(name, 8, 8) } else { 0 },
+            w16: if len > 24 { load(name, 16, 8) } else { 0 },
+            wl,
+            len,
+        };
+        i += 1;
+    }
+    keys
+};
 
 /// The symbol of a local name.
 #[cfg(test)]
@@ -2399,6 +2461,14 @@ mod tests {
             other[last] ^= 0x20;
             assert_eq!(sym(&other), Sym::Other);
             assert_eq!(sym(&name[..last]), Sym::Other);
+            // A difference anywhere is seen, whichever word covers it.
+            for at in 0..name.len() {
+                let mut other = name.to_vec();
+                other[at] ^= 0x01;
+                assert_eq!(sym(&other), Sym::Other, "{at}");
+                other.extend_from_slice(b" x='1'>");
+                assert_eq!(sym_at(&other, 0, name.len()), Sym::Other, "{at}");
+            }
         }
         for other in [
             &b"x"[..],

@@ -956,5 +956,33 @@ mod tests {
         assert!(!same(b"xbcdefghijk", b"abcdefghijk"));
         assert!(!same(b"abcdefghi", b"abcdefghij"));
         assert!(!same(b"abc", b"abd"));
+        for n in 0..30 {
+            let name: Vec<u8> = (0..n).map(|k| b'a' + k as u8).collect();
+            assert!(same(&name, &name.clone()), "{n}");
+            for at in 0..n {
+                let mut other = name.clone();
+                other[at] ^= 1;
+                assert!(!same(&name, &other), "{n} {at}");
+            }
+            // `same_at` with and without room for whole words after the names.
+            for tail in [&b""[..], b">", b"> and more of the document"] {
+                let mut doc = name.clone();
+                doc.push(b'/');
+                doc.extend_from_slice(&name);
+                doc.extend_from_slice(tail);
+                assert!(same_at(&doc, 0, n + 1, n), "{n}");
+                for at in 0..n {
+                    let mut bad = doc.clone();
+                    bad[n + 1 + at] ^= 1;
+                    assert!(!same_at(&bad, 0, n + 1, n), "{n} {at}");
+                }
+                // A range that runs past the end is never equal.
+                if n > 0 {
+                    let mut short = doc.clone();
+                    short.truncate(2 * n);
+                    assert!(!same_at(&short, 0, n + 1, n), "{n}");
+                }
+            }
+        }
     }
 }
