@@ -898,16 +898,13 @@ fn value<'a>(
 ) -> Result<Str<'a>, XmlError> {
     match acc {
         None if plain => {
-            // Trim on bytes, then cut once.
-            let b = s.as_bytes();
-            let (mut a, mut z) = (a, z);
-            while a < z && is_xml_space(b[a]) {
-                a += 1;
-            }
-            while z > a && is_xml_space(b[z - 1]) {
-                z -= 1;
-            }
-            Ok(Cow::Borrowed(slice(s, a, z)))
+            // Values are rarely padded: when neither end can be XML whitespace (all of it is at
+            // or below b' '), the text is the value as cut.
+            let v = slice(s, a, z);
+            Ok(Cow::Borrowed(match v.as_bytes() {
+                [f, .., l] | [f @ l] if *f > b' ' && *l > b' ' => v,
+                _ => trim_xml(v),
+            }))
         }
         None => Ok(trim(unescape(slice(s, a, z))?)),
         Some(mut acc) => {
@@ -2344,6 +2341,29 @@ mod tests {
                 cross_ref: Some("99fda87c".into())
             })
         );
+        // Values are trimmed of XML whitespace only, at either end, whatever their length.
+        for (text, value) in [
+            ("7", "7"),
+            (" 7", "7"),
+            ("7\n", "7"),
+            ("\t 7 \r\n", "7"),
+            (" ", ""),
+            ("", ""),
+            ("\u{a0}7", "\u{a0}7"),
+            ("a b", "a b"),
+        ] {
+            let doc = format!(
+                "<MonitorStartResponse><monitorCrossRefID>{text}</monitorCrossRefID></MonitorStartResponse>"
+            );
+            let d = decode(doc.as_bytes()).unwrap();
+            assert_eq!(
+                d.message,
+                Message::Response(Response::MonitorStart {
+                    cross_ref: Some(value.into())
+                }),
+                "{text:?}"
+            );
+        }
         let d = decode(b"<MakeCallResponse><callingDevice><callID>0_99f261b4</callID><deviceID>tel:73124</deviceID></callingDevice></MakeCallResponse>").unwrap();
         let Message::Response(Response::MakeCall { call }) = d.message else {
             panic!()
