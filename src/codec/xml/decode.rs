@@ -17,8 +17,8 @@
 //!   `notRequired`/`notSpecified` set it, the last one winning.
 
 use super::scan::{
-    Markup, Scanner, Token, all_space, attrs_end, end_tag_close, is_xml_space, markup, name_end,
-    normalize_eol, same, same_at, text_run, trim_xml, unescape, word,
+    Markup, Scanner, Token, all_space, attr_value_end, attrs_end, end_tag_close, is_xml_space,
+    markup, name_end, normalize_eol, same, same_at, text_run, trim_xml, unescape, word,
 };
 use super::{
     AgentStateEntry, Connection, CstaError, Device, DeviceList, Document, Event, EventKind,
@@ -40,7 +40,13 @@ pub fn decode(input: &[u8]) -> Result<Document<'_>, XmlError> {
     // Where the prolog continues: after the XML declaration when there is one (it is read here,
     // once, for its encoding).
     let mut after_decl = 0;
-    if let Some((enc, end)) = declared_encoding(input) {
+    if let Some(rest) = input.get(..COMMON_DECL.len())
+        && same(rest, COMMON_DECL)
+    {
+        // What nearly every peer writes: UTF-8, read without parsing (the general path below
+        // gives the same result for it).
+        after_decl = COMMON_DECL.len();
+    } else if let Some((enc, end)) = declared_encoding(input) {
         after_decl = end;
         match enc.map(Encoding::of).transpose()? {
             None | Some(Encoding::Utf8) => {}
@@ -69,7 +75,11 @@ fn utf8(input: &[u8]) -> Result<&str, XmlError> {
     }
 }
 
+/// The usual XML declaration.
+const COMMON_DECL: &[u8] = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>";
+
 /// The encodings we decode.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum Encoding {
     Utf8,
     Latin1,
@@ -132,7 +142,8 @@ fn declared_encoding(input: &[u8]) -> Option<(Option<&str>, usize)> {
             i += 1;
         }
         let quote = *b.get(i).filter(|q| matches!(q, b'"' | b'\''))?;
-        let close = i + 1 + memchr::memchr(quote, b.get(i + 1..)?)?;
+        // Values here are a few bytes: a plain loop beats `memchr`'s set-up.
+        let close = i + 1 + b.get(i + 1..)?.iter().position(|&c| c == quote)?;
         if name == b"encoding" {
             encoding = std::str::from_utf8(&b[i + 1..close]).ok();
         }
@@ -140,13 +151,13 @@ fn declared_encoding(input: &[u8]) -> Option<(Option<&str>, usize)> {
     }
 }
 
-/// The next attribute of a tag's attribute text from `*i` on: `Ok(None)` at the end, or its name
-/// and value as written. The grammar is checked: `name="value"` or `name='value'`, separated by
-/// whitespace.
-fn next_attribute<'a>(
-    attrs: &'a str,
-    i: &mut usize,
-) -> Result<Option<(&'a str, &'a str)>, XmlError> {
+/// An attribute as written: name, value, and whether the value is plain (no `&`, tab, line feed or
+/// carriage return, so it is its own normalized value).
+type Attribute<'a> = (&'a str, &'a str, bool);
+
+/// The next attribute of a tag's attribute text from `*i` on: `Ok(None)` at the end, or the
+/// attribute. The grammar is checked: `name="value"` or `name='value'`, separated by whitespace.
+fn next_attribute<'a>(attrs: &'a str, i: &mut usize) -> Result<Option<Attribute<'a>>, XmlError> {
     let b = attrs.as_bytes();
     let bad = |at: usize| XmlError::Syntax {
         at,
@@ -188,14 +199,15 @@ fn next_attribute<'a>(
         Some(&q @ (b'"' | b'\'')) => q,
         _ => return Err(bad(j)),
     };
-    // One pass finds the closing quote, or a `<` (never allowed in a value) before it.
-    let close = j + 1 + memchr::memchr2(quote, b'<', &b[j + 1..]).ok_or_else(|| bad(j))?;
+    // One pass finds the closing quote, or a `<` (never allowed in a value) before it, and
+    // notes whether the value needs normalizing.
+    let (close, plain) = attr_value_end(b, j + 1, quote).ok_or_else(|| bad(j))?;
     if b[close] == b'<' {
         return Err(bad(start));
     }
     let value = attrs.get(j + 1..close).unwrap_or_default();
     *i = close + 1;
-    Ok(Some((name, value)))
+    Ok(Some((name, value, plain)))
 }
 
 /// Calls `f` with each of the root's attributes, checked (see [`next_attribute`]; and no name
@@ -203,15 +215,15 @@ fn next_attribute<'a>(
 /// the grammar.
 fn root_attributes<'a>(
     attrs: &'a str,
-    mut f: impl FnMut(&'a str, &'a str),
+    mut f: impl FnMut(&'a str, &'a str, bool),
 ) -> Result<(), XmlError> {
     let mut i = 0;
     let mut first = true;
-    while let Some((name, value)) = next_attribute(attrs, &mut i)? {
+    while let Some((name, value, plain)) = next_attribute(attrs, &mut i)? {
         // Roots carry a handful of attributes: look for the name among the earlier ones again.
         let mut j = 0;
         let mut earlier = 0;
-        while !first && let Some((other, _)) = next_attribute(attrs, &mut j)? {
+        while !first && let Some((other, ..)) = next_attribute(attrs, &mut j)? {
             if j >= i {
                 break;
             }
@@ -224,7 +236,7 @@ fn root_attributes<'a>(
                 what: "attribute repeated on the root element",
             });
         }
-        f(name, value);
+        f(name, value, plain);
     }
     Ok(())
 }
@@ -242,21 +254,25 @@ fn root_namespace<'a>(
         .checked_sub(local.len() + 1)
         .and_then(|end| qname.get(..end));
     let mut raw = None;
-    root_attributes(attrs, |name, value| {
+    root_attributes(attrs, |name, value, plain| {
         let matches = match prefix {
             Some(p) => name.strip_prefix("xmlns:") == Some(p),
             None => name == "xmlns",
         };
         if matches {
-            raw = Some(value);
+            raw = Some((value, plain));
         }
     })?;
     raw.map(namespace_value).transpose().map(Option::flatten)
 }
 
-/// A namespace attribute's value: unescaped and attribute-normalized; an empty value (an
-/// undeclaration) is `None`.
-fn namespace_value(raw: &str) -> Result<Option<Str<'_>>, XmlError> {
+/// A namespace attribute's value (`plain` as from [`next_attribute`]): unescaped and
+/// attribute-normalized; an empty value (an undeclaration) is `None`.
+fn namespace_value((raw, plain): (&str, bool)) -> Result<Option<Str<'_>>, XmlError> {
+    if plain {
+        // Nothing to resolve or normalize: the usual namespace URI.
+        return Ok((!raw.is_empty()).then_some(Cow::Borrowed(raw)));
+    }
     // Attribute-value normalization: each literal line end or whitespace character becomes a
     // space before references are resolved (so `&#10;` stays a line feed).
     let v = if memchr::memchr3(b'\t', b'\n', b'\r', raw.as_bytes()).is_some() {
@@ -382,13 +398,13 @@ fn root_tag<'a>(
             Some(_) => {}
         }
         let start = i;
-        let Some((name, value)) = next_attribute(s, &mut i)? else {
+        let Some((name, value, plain)) = next_attribute(s, &mut i)? else {
             return Err(XmlError::Truncated);
         };
         if count > 0 {
             // Roots carry a handful of attributes: look for the name among the earlier ones.
             let mut k = at;
-            while let Some((other, _)) = next_attribute(s, &mut k)? {
+            while let Some((other, ..)) = next_attribute(s, &mut k)? {
                 if other == name && k <= start {
                     return Err(XmlError::Syntax {
                         at: start,
@@ -406,7 +422,7 @@ fn root_tag<'a>(
             None => name == "xmlns",
         };
         if is_ns {
-            raw = Some(value);
+            raw = Some((value, plain));
         }
     }
 }
@@ -882,16 +898,13 @@ fn value<'a>(
 ) -> Result<Str<'a>, XmlError> {
     match acc {
         None if plain => {
-            // Trim on bytes, then cut once.
-            let b = s.as_bytes();
-            let (mut a, mut z) = (a, z);
-            while a < z && is_xml_space(b[a]) {
-                a += 1;
-            }
-            while z > a && is_xml_space(b[z - 1]) {
-                z -= 1;
-            }
-            Ok(Cow::Borrowed(slice(s, a, z)))
+            // Values are rarely padded: when neither end can be XML whitespace (all of it is at
+            // or below b' '), the text is the value as cut.
+            let v = slice(s, a, z);
+            Ok(Cow::Borrowed(match v.as_bytes() {
+                [f, .., l] | [f @ l] if *f > b' ' && *l > b' ' => v,
+                _ => trim_xml(v),
+            }))
         }
         None => Ok(trim(unescape(slice(s, a, z))?)),
         Some(mut acc) => {
@@ -1850,7 +1863,7 @@ pub(crate) enum Sym {
 /// a short name can be loaded in one go and masked).
 ///
 /// A perfect hash of the first and last eight bytes and the length picks the one candidate, which
-/// is then compared; about twenty instructions whatever the name.
+/// is then compared word by word with its [`Key`]; about twenty instructions whatever the name.
 #[inline(always)]
 fn sym_at(b: &[u8], start: usize, end: usize) -> Sym {
     let Some(name) = b.get(start..end) else {
@@ -1871,13 +1884,75 @@ fn sym_at(b: &[u8], start: usize, end: usize) -> Sym {
     };
     let h = (w0.wrapping_mul(HASH_A) ^ wl.wrapping_mul(HASH_B) ^ (len as u64).wrapping_mul(HASH_C))
         >> (64 - HASH_BITS);
-    let (candidate, sym) = NAMES[usize::from(SLOTS[h as usize])];
-    if same(candidate, name) {
-        sym
-    } else {
-        Sym::Other
-    }
+    let index = usize::from(SLOTS[h as usize]);
+    let (Some(k), Some((_, sym))) = (KEYS.get(index), NAMES.get(index)) else {
+        return Sym::Other;
+    };
+    // The first and last words cover names of up to 16 bytes; longer ones (at most 26, see
+    // `KEYS`) also need the words at 8 and 16.
+    let hit = k.len == len
+        && k.w0 == w0
+        && k.wl == wl
+        && (len <= 16 || word(name, 8) == Some(k.w8))
+        && (len <= 24 || word(name, 16) == Some(k.w16));
+    if hit { *sym } else { Sym::Other }
 }
+
+/// A name of [`NAMES`] as [`sym_at`] loads it: the words at 0, 8, 16 and `len - 8` (for a name
+/// shorter than eight bytes, `w0` and `wl` are its bytes, zero-extended), and its length.
+struct Key {
+    w0: u64,
+    w8: u64,
+    w16: u64,
+    wl: u64,
+    len: usize,
+}
+
+/// The `n` (at most 8) bytes of `name` at `at`, little-endian, zero-extended.
+const fn load(name: &[u8], at: usize, n: usize) -> u64 {
+    let mut w = 0u64;
+    let mut k = n;
+    while k > 0 {
+        k -= 1;
+        w = (w << 8) | name[at + k] as u64;
+    }
+    w
+}
+
+/// [`Key`]s by symbol, in the order of [`NAMES`].
+const KEYS: [Key; NAMES.len()] = {
+    let mut keys = [const {
+        Key {
+            w0: 0,
+            w8: 0,
+            w16: 0,
+            wl: 0,
+            len: 0,
+        }
+    }; NAMES.len()];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let name = NAMES[i].0;
+        let len = name.len();
+        // Three words and the last one cover every name we have.
+        assert!(len <= 32);
+        let (w0, wl) = if len < 8 {
+            let w = load(name, 0, len);
+            (w, w)
+        } else {
+            (load(name, 0, 8), load(name, len - 8, 8))
+        };
+        keys[i] = Key {
+            w0,
+            w8: if len > 16 { load(name, 8, 8) } else { 0 },
+            w16: if len > 24 { load(name, 16, 8) } else { 0 },
+            wl,
+            len,
+        };
+        i += 1;
+    }
+    keys
+};
 
 /// The symbol of a local name.
 #[cfg(test)]
@@ -2266,6 +2341,29 @@ mod tests {
                 cross_ref: Some("99fda87c".into())
             })
         );
+        // Values are trimmed of XML whitespace only, at either end, whatever their length.
+        for (text, value) in [
+            ("7", "7"),
+            (" 7", "7"),
+            ("7\n", "7"),
+            ("\t 7 \r\n", "7"),
+            (" ", ""),
+            ("", ""),
+            ("\u{a0}7", "\u{a0}7"),
+            ("a b", "a b"),
+        ] {
+            let doc = format!(
+                "<MonitorStartResponse><monitorCrossRefID>{text}</monitorCrossRefID></MonitorStartResponse>"
+            );
+            let d = decode(doc.as_bytes()).unwrap();
+            assert_eq!(
+                d.message,
+                Message::Response(Response::MonitorStart {
+                    cross_ref: Some(value.into())
+                }),
+                "{text:?}"
+            );
+        }
         let d = decode(b"<MakeCallResponse><callingDevice><callID>0_99f261b4</callID><deviceID>tel:73124</deviceID></callingDevice></MakeCallResponse>").unwrap();
         let Message::Response(Response::MakeCall { call }) = d.message else {
             panic!()
@@ -2383,6 +2481,14 @@ mod tests {
             other[last] ^= 0x20;
             assert_eq!(sym(&other), Sym::Other);
             assert_eq!(sym(&name[..last]), Sym::Other);
+            // A difference anywhere is seen, whichever word covers it.
+            for at in 0..name.len() {
+                let mut other = name.to_vec();
+                other[at] ^= 0x01;
+                assert_eq!(sym(&other), Sym::Other, "{at}");
+                other.extend_from_slice(b" x='1'>");
+                assert_eq!(sym_at(&other, 0, name.len()), Sym::Other, "{at}");
+            }
         }
         for other in [
             &b"x"[..],
@@ -2399,7 +2505,7 @@ mod tests {
     fn root_attributes_are_checked() {
         let names = |a: &str| {
             let mut v = Vec::new();
-            root_attributes(a, |n, _| v.push(n.to_owned())).map(|()| v)
+            root_attributes(a, |n, _, _| v.push(n.to_owned())).map(|()| v)
         };
         assert_eq!(
             names(r#" a="x b=1" b='2'  c = "3" "#).unwrap(),
@@ -2448,5 +2554,21 @@ mod tests {
         assert_eq!(enc(b"<?xml-stylesheet href='a'?>"), None);
         assert_eq!(enc(b"<?xml version=\"1.0\""), None);
         assert_eq!(enc(b"<a/>"), None);
+        // The usual declaration, read without parsing, means what the parser says it means.
+        assert_eq!(
+            enc(COMMON_DECL).and_then(|(e, end)| Some((Encoding::of(e?).ok()?, end))),
+            Some((Encoding::Utf8, COMMON_DECL.len()))
+        );
+        let doc = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a xmlns='urn:x'/>";
+        let d = decode(doc.as_bytes()).unwrap();
+        assert_eq!(
+            (d.name.as_ref(), d.namespace.as_deref()),
+            ("a", Some("urn:x"))
+        );
+        // Namespace values that need normalizing still get it.
+        let d = decode(b"<a xmlns='urn:&amp;\tx'/>").unwrap();
+        assert_eq!(d.namespace.as_deref(), Some("urn:& x"));
+        let d = decode(b"<a xmlns=''/>").unwrap();
+        assert_eq!(d.namespace, None);
     }
 }

@@ -118,7 +118,7 @@ mod sse2 {
     use super::{NameMask, TextMasks};
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
-        _mm_set1_epi8,
+        _mm_set1_epi8, _mm_setzero_si128,
     };
 
     #[target_feature(enable = "sse2")]
@@ -150,6 +150,16 @@ mod sse2 {
             lt: bits(eq(v, b'<')),
             special: bits(_mm_or_si128(eq(v, b'&'), eq(v, b'\r'))),
         }
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub(super) fn any_of<const N: usize>(c: &[u8; 16], set: [u8; N]) -> u32 {
+        let v = load(c);
+        let mut m = _mm_setzero_si128();
+        for x in set {
+            m = _mm_or_si128(m, eq(v, x));
+        }
+        bits(m)
     }
 
     #[target_feature(enable = "sse2")]
@@ -215,6 +225,10 @@ mod swar {
     pub(super) fn name(c: &[u8; 16]) -> NameMask {
         gather(words(c).map(|x| below(x, 0x40)))
     }
+
+    pub(super) fn any_of<const N: usize>(c: &[u8; 16], set: [u8; N]) -> u32 {
+        gather(words(c).map(|x| set.iter().fold(0, |m, &s| m | eq(x, s))))
+    }
 }
 
 /// The text masks of 16 bytes, with the fastest implementation this build has.
@@ -264,6 +278,70 @@ fn name_mask(c: &[u8; 16]) -> NameMask {
     {
         swar::name(c)
     }
+}
+
+/// Over 16 bytes: bit `k` set when byte `k` is one of `set`.
+#[inline(always)]
+fn any_of<const N: usize>(c: &[u8; 16], set: [u8; N]) -> u32 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        // SAFETY: as in `text_masks`.
+        unsafe { sse2::any_of(c, set) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        swar::any_of(c, set)
+    }
+}
+
+/// The first position at or after `i` that holds one of `set`. The distances scanned in a tag
+/// are short, so sixteen bytes at a time inline beats `memchr`'s set-up.
+#[inline(always)]
+pub(crate) fn find_any<const N: usize>(b: &[u8], mut i: usize, set: [u8; N]) -> Option<usize> {
+    while let Some(c) = chunk(b, i) {
+        let m = any_of(c, set);
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
+    // Fewer than 16 bytes left.
+    while let Some(c) = b.get(i) {
+        if set.contains(c) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The end of an attribute value that starts at `i` and is quoted with `quote`: the position of
+/// the first `quote` or `<` (which may not appear in a value), and whether the value before it
+/// is plain: it holds no `&`, tab, line feed or carriage return, so it needs no normalization.
+#[inline]
+pub(crate) fn attr_value_end(b: &[u8], mut i: usize, quote: u8) -> Option<(usize, bool)> {
+    const SPECIAL: [u8; 4] = [b'&', b'\t', b'\n', b'\r'];
+    let mut plain = true;
+    while let Some(c) = chunk(b, i) {
+        let stop = any_of(c, [quote, b'<']);
+        let special = any_of(c, SPECIAL);
+        if stop != 0 {
+            let k = stop.trailing_zeros();
+            // Only the specials before the stop count (`k` < 16, so the shift is in range).
+            plain &= special & ((1u32 << k) - 1) == 0;
+            return Some((i + k as usize, plain));
+        }
+        plain &= special == 0;
+        i += 16;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == quote || c == b'<' {
+            return Some((i, plain));
+        }
+        plain &= !SPECIAL.contains(&c);
+        i += 1;
+    }
+    None
 }
 
 /// Sixteen bytes at `i`, if there are sixteen.
@@ -365,18 +443,10 @@ fn bad_name(at: usize) -> XmlError {
 /// the tag.
 pub(crate) fn attrs_end(b: &[u8], mut i: usize) -> Result<usize, XmlError> {
     loop {
-        let Some(off) = memchr::memchr3(b'>', b'"', b'\'', b.get(i..).unwrap_or_default()) else {
-            return Err(XmlError::Truncated);
-        };
-        i += off;
+        i = find_any(b, i, [b'>', b'"', b'\'']).ok_or(XmlError::Truncated)?;
         match b[i] {
             b'>' => return Ok(i),
-            q => {
-                let Some(close) = memchr::memchr(q, &b[i + 1..]) else {
-                    return Err(XmlError::Truncated);
-                };
-                i += close + 2;
-            }
+            q => i = find_any(b, i + 1, [q]).ok_or(XmlError::Truncated)? + 1,
         }
     }
 }
@@ -436,9 +506,7 @@ pub(crate) fn markup(b: &[u8], i: usize) -> Result<Markup, XmlError> {
 /// The position after the `?>` that ends a declaration or processing instruction.
 fn pi_end(b: &[u8], mut i: usize) -> Result<usize, XmlError> {
     loop {
-        let off =
-            memchr::memchr(b'?', b.get(i..).unwrap_or_default()).ok_or(XmlError::Truncated)?;
-        i += off + 1;
+        i = find_any(b, i, [b'?']).ok_or(XmlError::Truncated)? + 1;
         match b.get(i) {
             Some(b'>') => return Ok(i + 1),
             Some(_) => {}
@@ -769,6 +837,10 @@ mod tests {
             let (t, n) = unsafe { (sse2::text(&c), sse2::name(&c)) };
             assert_eq!(swar::text(&c), t, "{c:?}");
             assert_eq!(swar::name(&c), n, "{c:?}");
+            let set = [b'>', b'"', b'\'', b'\r', 0x80];
+            // SAFETY: as above.
+            let a = unsafe { sse2::any_of(&c, set) };
+            assert_eq!(swar::any_of(&c, set), a, "{c:?}");
         }
     }
 
@@ -808,6 +880,29 @@ mod tests {
         assert_eq!(name_end(b"<a:b:c>", 1), Ok((6, 3)));
         assert_eq!(name_end(b"<:a>", 1), Ok((3, 2)));
         assert!(name_end(b"< a>", 1).is_err());
+    }
+
+    #[test]
+    fn finds_bytes_and_attribute_value_ends_across_chunk_boundaries() {
+        for pad in 0..40 {
+            let text = "x".repeat(pad);
+            let doc = format!("{text}'a>");
+            let b = doc.as_bytes();
+            assert_eq!(find_any(b, 0, [b'>', b'\'']), Some(pad));
+            assert_eq!(find_any(b, 0, [b'>']), Some(pad + 2));
+            assert_eq!(find_any(b, pad + 1, [b'\'']), None);
+            assert_eq!(find_any(b, b.len() + 3, [b'x']), None);
+            for (end, stop) in [("\"", pad), ("<", pad)] {
+                let doc = format!("{text}{end}&");
+                assert_eq!(attr_value_end(doc.as_bytes(), 0, b'"'), Some((stop, true)));
+            }
+            for special in ["&", "\t", "\n", "\r"] {
+                let doc = format!("{text}{special}{text}'");
+                let end = 2 * pad + 1;
+                assert_eq!(attr_value_end(doc.as_bytes(), 0, b'\''), Some((end, false)));
+                assert_eq!(attr_value_end(doc.as_bytes(), 0, b'"'), None);
+            }
+        }
     }
 
     #[test]
@@ -861,5 +956,33 @@ mod tests {
         assert!(!same(b"xbcdefghijk", b"abcdefghijk"));
         assert!(!same(b"abcdefghi", b"abcdefghij"));
         assert!(!same(b"abc", b"abd"));
+        for n in 0..30 {
+            let name: Vec<u8> = (0..n).map(|k| b'a' + k as u8).collect();
+            assert!(same(&name, &name.clone()), "{n}");
+            for at in 0..n {
+                let mut other = name.clone();
+                other[at] ^= 1;
+                assert!(!same(&name, &other), "{n} {at}");
+            }
+            // `same_at` with and without room for whole words after the names.
+            for tail in [&b""[..], b">", b"> and more of the document"] {
+                let mut doc = name.clone();
+                doc.push(b'/');
+                doc.extend_from_slice(&name);
+                doc.extend_from_slice(tail);
+                assert!(same_at(&doc, 0, n + 1, n), "{n}");
+                for at in 0..n {
+                    let mut bad = doc.clone();
+                    bad[n + 1 + at] ^= 1;
+                    assert!(!same_at(&bad, 0, n + 1, n), "{n} {at}");
+                }
+                // A range that runs past the end is never equal.
+                if n > 0 {
+                    let mut short = doc.clone();
+                    short.truncate(2 * n);
+                    assert!(!same_at(&short, 0, n + 1, n), "{n}");
+                }
+            }
+        }
     }
 }
