@@ -660,7 +660,7 @@ fn serde_decode(body: &str) -> Option<SDoc> {
 
 fn ours(body: &[u8]) -> Option<Event<'_>> {
     match xml::decode(body).ok()?.message {
-        Message::Event(e) => Some(e),
+        Message::Event(e) => Some(*e),
         _ => None,
     }
 }

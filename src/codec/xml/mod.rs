@@ -161,8 +161,10 @@ impl<T: Detach> Detach for Vec<T> {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[allow(clippy::large_enum_variant)]
 pub enum Message<'a> {
-    /// An unsolicited event (any `*Event` root).
-    Event(Event<'a>),
+    /// An unsolicited event (any `*Event` root). Boxed: an event is most of a kilobyte, and a
+    /// `Document` is returned by value; moving a pointer instead of the event saves more than the
+    /// allocation costs, and the decoder fills the event where it stays.
+    Event(Box<Event<'a>>),
     /// `SystemStatus` request sent by the switch (OSV style); must be answered.
     SystemStatus {
         /// `systemStatus` value, e.g. `normal`, `enabled`.

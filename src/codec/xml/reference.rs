@@ -408,7 +408,7 @@ fn event_kind(root: &str) -> Option<EventKind> {
 /// The message a root announces, read from the tree.
 fn message(root: &Node) -> Message<'static> {
     if let Some(kind) = event_kind(&root.name) {
-        return Message::Event(event(root, kind));
+        return Message::Event(Box::new(event(root, kind)));
     }
     let leaf = |name: &str| opt(root.leaf(&[name]));
     let conn_at = |name: &str| root.last(&[&[name]]).map(connection).unwrap_or_default();
