@@ -1,5 +1,6 @@
 //! Hub fan-out: one event published to N subscribers of a Login ID, serialized once and shared
-//! (`Hub::publish`), against the baseline of serializing it again for every subscriber.
+//! (`Hub::publish`), against the baseline of serializing it again for every subscriber; and the
+//! per-event cost of the metrics with the Prometheus recorder installed (`hub_metrics`).
 //!
 //! cargo bench --bench hub
 
@@ -106,5 +107,47 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fanout);
+/// What the metrics facade costs per published event once a recorder is installed (the gateway
+/// always has one): the whole `Hub::publish`, and the counter update alone, resolved per call with
+/// a dynamic label (how the hot paths used to do it) against a handle resolved once.
+fn metrics_cost(c: &mut Criterion) {
+    // Installed here, after `hub_fanout`, so the fan-out numbers stay comparable with earlier runs
+    // (a handle resolved before a recorder exists is a no-op forever). Fails harmlessly when a
+    // filter runs this group twice in one process.
+    let _ = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+    let mut g = c.benchmark_group("hub_metrics");
+    g.throughput(Throughput::Elements(1));
+    let login = LoginId::parse("K7Q2M9X4T1B8R6W3Z5NP").expect("login");
+    let h = hub();
+    let mut subs = vec![h.new_subscriber(Arc::from("bench"), 1 << 16, 1 << 30)];
+    h.subscribe(&subs[0].sub, &login, Some(0));
+    drain(&mut subs);
+    let ev = event();
+    g.bench_function("publish_with_recorder", |b| {
+        b.iter(|| {
+            h.publish(black_box(ev.clone()));
+            drain(&mut subs);
+        })
+    });
+    let pbx = ev.pbx.clone();
+    g.bench_function("hub_counter_macro_per_event", |b| {
+        b.iter(|| {
+            metrics::counter!("ctigate_hub_events_total", "link" => black_box(&pbx).to_string())
+                .increment(1)
+        })
+    });
+    let kind = ev.kind;
+    g.bench_function("link_event_counter_macro_per_event", |b| {
+        b.iter(|| {
+            metrics::counter!("ctigate_link_events_total", "link" => black_box(&pbx).to_string(), "protocol" => "csta-xml", "event" => black_box(kind).as_str()).increment(1)
+        })
+    });
+    let handle = metrics::counter!("ctigate_hub_events_total", "link" => pbx.to_string());
+    g.bench_function("counter_handle_per_event", |b| {
+        b.iter(|| black_box(&handle).increment(1))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, fanout, metrics_cost);
 criterion_main!(benches);

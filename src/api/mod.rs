@@ -412,6 +412,8 @@ impl Api {
             connector.clone(),
         ));
         let mut bad = 0u32;
+        // Resolved on the first message (as the macro created the series), then reused.
+        let mut received: Option<metrics::Counter> = None;
         loop {
             let msg = tokio::select! {
                 _ = done.cancelled() => break,
@@ -437,7 +439,9 @@ impl Api {
                 }
                 _ => continue,
             };
-            metrics::counter!("ctigate_api_messages_total", "connector" => connector.to_string(), "direction" => "in").increment(1);
+            received
+                .get_or_insert_with(|| metrics::counter!("ctigate_api_messages_total", "connector" => connector.to_string(), "direction" => "in"))
+                .increment(1);
             match serde_json::from_str::<ClientMessage>(&t) {
                 Ok(m) => {
                     bad = 0;

@@ -33,6 +33,10 @@ struct Session {
     subs: Vec<Arc<Subscriber>>,
     status: (StatusLevel, String),
     calls: CallTable,
+    /// `ctigate_hub_events_total` of this Login ID's link, resolved on the first event: then
+    /// publishing neither allocates the label nor looks the series up, and the handle is never
+    /// taken before the gateway installs its recorder (one taken earlier would stay a no-op).
+    events: Option<metrics::Counter>,
 }
 
 impl Session {
@@ -87,6 +91,7 @@ impl Hub {
                         subs: Vec::new(),
                         status: (StatusLevel::Yellow, "connecting".into()),
                         calls: CallTable::default(),
+                        events: None,
                     }),
                 )
             })
@@ -147,7 +152,13 @@ impl Hub {
         }
         s.ring.push_back((seq, json.clone()));
         s.broadcast(json, Some(ev.received));
-        metrics::counter!("ctigate_hub_events_total", "link" => ev.pbx.to_string()).increment(1);
+        // `key.pbx` is `ev.pbx`: the registry found the Login ID by it.
+        let s = &mut *s;
+        s.events
+            .get_or_insert_with(
+                || metrics::counter!("ctigate_hub_events_total", "link" => s.key.pbx.to_string()),
+            )
+            .increment(1);
         true
     }
 
@@ -420,6 +431,30 @@ device = "200"
         assert_eq!(seqs, vec![1, 2]);
         assert!(got.iter().all(|v| v["login_id"] == "AAA"));
         assert_eq!(h.seq(&id("BBB")), Some(1));
+    }
+
+    #[test]
+    fn events_are_counted_per_link() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let h = hub(8);
+            h.publish(ev("100", "1"));
+            h.publish(ev("200", "2"));
+            h.publish(ev("100", "3"));
+            h.publish(ev("999", "4"));
+        });
+        let out = handle.render();
+        assert!(
+            out.lines()
+                .any(|l| l == r#"ctigate_hub_events_total{link="p"} 3"#),
+            "{out}"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l == r#"ctigate_hub_unrouted_events_total{link="p"} 1"#),
+            "{out}"
+        );
     }
 
     #[test]

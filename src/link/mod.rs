@@ -4,6 +4,7 @@
 //! The read loop never waits on anything downstream: events go to [`Hub::publish`], which does not
 //! block, and writes go through a bounded queue to a writer task.
 
+mod counters;
 pub mod csta_xml;
 pub mod log_budget;
 pub mod transport;
@@ -13,6 +14,7 @@ use crate::config::{PbxConfig, namespace_uri};
 use crate::hub::{CommandError, Hub, LinkRequest};
 use crate::model::{DeviceStatus, Text, now_ms};
 use bytes::Bytes;
+use counters::LinkCounters;
 use csta_xml::{Output, Session, SessionConfig};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -173,6 +175,8 @@ async fn run(
         hub.set_device_status(&name, d, DeviceStatus::NotMonitored("connecting".into()));
     }
     metrics::gauge!("ctigate_link_up", &labels).set(0.0);
+    // Per link, not per connection: the reconnects share the series anyway.
+    let counters = Arc::new(LinkCounters::new(name.clone()));
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let mut pending_stream: Option<(Stream, String)> = None;
     loop {
@@ -207,6 +211,7 @@ async fn run(
             &state,
             &mut commands,
             &mut backoff,
+            &counters,
         )
         .await;
         state.up.store(false, Ordering::Relaxed);
@@ -274,12 +279,19 @@ async fn serve(
     state: &LinkState,
     commands: &mut mpsc::Receiver<LinkRequest>,
     backoff: &mut Backoff,
+    counters: &Arc<LinkCounters>,
 ) -> End {
     let name = cfg.session.pbx.clone();
     let (mut rd, wr) = tokio::io::split(stream);
     let (wtx, wrx) = mpsc::channel::<Bytes>(1024);
     let writer_done = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(wr, wrx, writer_done.clone(), name.clone()));
+    let writer = tokio::spawn(write_loop(
+        wr,
+        wrx,
+        writer_done.clone(),
+        name.clone(),
+        counters.clone(),
+    ));
     let mut deframer = Deframer::new(cfg.max_frame_bytes);
     let mut framing_log = log_budget::LogBudget::default();
     let mut session = Session::new(cfg.session.clone(), Instant::now());
@@ -312,13 +324,13 @@ async fn serve(
                 }
                 Ok(n) => {
                     deframer.after_read();
-                    metrics::counter!("ctigate_link_bytes_total", "link" => name.to_string(), "protocol" => "csta-xml", "direction" => "rx").increment(n as u64);
+                    counters.rx_bytes(n as u64);
                     let now = Instant::now();
                     let ts = now_ms();
                     loop {
                         match deframer.next_frame() {
                             Ok(Some(f)) => {
-                                metrics::counter!("ctigate_link_frames_total", "link" => name.to_string(), "protocol" => "csta-xml", "direction" => "rx").increment(1);
+                                counters.rx_frame();
                                 session.on_frame(&f, now, ts);
                             }
                             Ok(None) => break,
@@ -417,6 +429,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Bytes>,
     failed: CancellationToken,
     name: Arc<str>,
+    counters: Arc<LinkCounters>,
 ) {
     while let Some(frame) = rx.recv().await {
         let mut n = frame.len();
@@ -438,7 +451,7 @@ async fn write_loop(
             failed.cancel();
             return;
         }
-        metrics::counter!("ctigate_link_bytes_total", "link" => name.to_string(), "protocol" => "csta-xml", "direction" => "tx").increment(n as u64);
+        counters.tx_bytes(n as u64);
     }
     let _ = wr.shutdown().await;
 }

@@ -9,6 +9,7 @@ use crate::codec::xml::encode::{ConnRef, Request, encode};
 use crate::codec::xml::{self, Message, Response};
 use crate::config::Dialect;
 use crate::hub::{Command, CommandError, CommandOk, CommandResult, LinkRequest};
+use crate::link::counters::LinkCounters;
 use crate::model::{DeviceStatus, Event, NumberingPlan, Text, party::dialable};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
@@ -164,6 +165,7 @@ pub struct Session {
     /// ECMA-354: session id, granted duration, next timer reset.
     app: Option<(Text, Duration, Instant)>,
     decode_log: crate::link::log_budget::LogBudget,
+    counters: LinkCounters,
     out: Vec<Output>,
     scratch: BytesMut,
 }
@@ -199,6 +201,7 @@ impl Session {
             keepalive_misses: 0,
             app: None,
             decode_log: Default::default(),
+            counters: LinkCounters::new(cfg.pbx.clone()),
             out: Vec::new(),
             scratch: BytesMut::with_capacity(1024),
             cfg,
@@ -273,7 +276,7 @@ impl Session {
         let mut frame = BytesMut::with_capacity(self.scratch.len() + 8);
         match encode_frame(invoke, &self.scratch, &mut frame) {
             Ok(()) => {
-                metrics::counter!("ctigate_link_frames_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "direction" => "tx").increment(1);
+                self.counters.tx_frame();
                 self.out.push(Output::Send(frame.freeze()));
             }
             Err(e) => {
@@ -338,7 +341,7 @@ impl Session {
                 now,
             ),
             Message::Unknown => {
-                metrics::counter!("ctigate_link_unknown_messages_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").increment(1);
+                self.counters.unknown_message();
                 debug!(link = %self.cfg.pbx, root = %doc.name, "unknown CSTA XML message ignored");
             }
         }
@@ -360,7 +363,7 @@ impl Session {
             .as_deref()
             .and_then(|x| self.by_cross_ref.get(x).copied());
         let Some(idx) = idx else {
-            metrics::counter!("ctigate_link_unrouted_events_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").increment(1);
+            self.counters.unrouted_event();
             debug!(link = %self.cfg.pbx, event = %name, "event for an unknown monitorCrossRefID");
             return;
         };
@@ -378,9 +381,9 @@ impl Session {
             },
         );
         if ev.kind == crate::model::EventKind::Unknown {
-            metrics::counter!("ctigate_link_unknown_events_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").increment(1);
+            self.counters.unknown_event();
         }
-        metrics::counter!("ctigate_link_events_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "event" => ev.kind.as_str()).increment(1);
+        self.counters.event(ev.kind);
         // Remember which connection id the PBX uses for our device in this call.
         if let (Some(call), Some(conn_dev)) = (&ev.call_id, &ev.connection_device)
             && (conn_dev == &dev.name || dialable(conn_dev) == dialable(&dev.name))
