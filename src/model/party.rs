@@ -124,6 +124,29 @@ pub fn dialable(raw: &str) -> Cow<'_, str> {
         raw.trim()
     };
     let b = s.as_bytes();
+    let dial =
+        |i: usize, c: u8| c.is_ascii_digit() || c == b'*' || c == b'#' || (c == b'+' && i == 0);
+    // The usual case in one pass: after the form's prefix, a run of dial characters that ends
+    // exactly where the form says the number ends.
+    let (from, stops): (usize, &[u8]) = match b {
+        [b'N', b'<', ..] => (2, b">"),
+        [b's', b'i', b'p', b':', ..] => (4, b"@;"),
+        [b's', b'i', b'p', b's', b':', ..] => (5, b"@;"),
+        [b't', b'e', b'l', b':', ..] => (4, b";"),
+        _ => (0, b";"),
+    };
+    let mut k = from;
+    while let Some(&c) = b.get(k)
+        && dial(k - from, c)
+    {
+        k += 1;
+    }
+    match b.get(k) {
+        // `N<…` without a `>` is not the OpenScape form: the general rules below apply.
+        None if from != 2 => return Cow::Borrowed(s.get(from..).unwrap_or_default()),
+        Some(c) if stops.contains(c) => return Cow::Borrowed(s.get(from..k).unwrap_or_default()),
+        _ => {}
+    }
     /// The first position from `from` on whose byte `stop` accepts, or the end.
     #[inline(always)]
     fn find(b: &[u8], from: usize, stop: impl Fn(u8) -> bool) -> Option<usize> {
@@ -144,8 +167,6 @@ pub fn dialable(raw: &str) -> Cow<'_, str> {
         _ => (0, find(b, 0, |c| c == b';').unwrap_or(end)),
     };
     let s = s.get(from..to).unwrap_or_default();
-    let dial =
-        |i: usize, c: u8| c.is_ascii_digit() || c == b'*' || c == b'#' || (c == b'+' && i == 0);
     if s.bytes().enumerate().all(|(i, c)| dial(i, c)) {
         return Cow::Borrowed(s);
     }
