@@ -741,7 +741,7 @@ fn pass_ours(stream: &[u8]) -> usize {
 /// text sharing the frame buffer), and hands each event to `f`.
 #[inline]
 fn normalized(stream: &[u8], mut f: impl FnMut(&ctigate::model::Event)) {
-    let pbx: std::sync::Arc<str> = std::sync::Arc::from("osv");
+    let pbx = ctigate::model::Text::from("osv");
     let device = ctigate::model::Text::from("4711");
     let plan = ctigate::model::NumberingPlan {
         country_code: Some("49".into()),

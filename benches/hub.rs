@@ -41,7 +41,7 @@ fn event() -> Event {
     let mut e = Event::new(
         EventKind::Established,
         Text::from("EstablishedEvent"),
-        Arc::from("p"),
+        Text::from("p"),
         Text::from("4711"),
     );
     e.call_id = Some(Text::from("FF00010000000000000000000000002A"));

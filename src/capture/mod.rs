@@ -25,12 +25,12 @@ pub use output::Summary;
 use crate::codec::framing::MAX_WIRE_FRAME;
 use crate::config::Config;
 use crate::model::NumberingPlan;
+use crate::model::Text;
 use flows::{FlowLimits, FlowTable};
 use output::{Emitter, ErrorInfo, Place};
 use std::collections::HashSet;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
 use stream::{Cx, Framing, Monitors, StreamDecoder};
 use thiserror::Error;
 
@@ -75,7 +75,7 @@ pub struct Options {
     /// Flow directions followed at once.
     pub max_flows: usize,
     /// PBX name written into normalized events.
-    pub pbx: Arc<str>,
+    pub pbx: Text,
     /// Numbering plan for the parties of normalized events.
     pub plan: NumberingPlan,
 }
@@ -89,7 +89,7 @@ impl Default for Options {
             no_header: false,
             flow_buffer: 4 << 20,
             max_flows: 100_000,
-            pbx: Arc::from("capture"),
+            pbx: Text::from("capture"),
             plan: NumberingPlan::default(),
         }
     }
@@ -119,7 +119,7 @@ pub enum CaptureError {
 pub fn numbering_from_config(
     path: &Path,
     pbx: Option<&str>,
-) -> Result<(Arc<str>, NumberingPlan), CaptureError> {
+) -> Result<(Text, NumberingPlan), CaptureError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CaptureError::Config(format!("{}: {e}", path.display())))?;
     let cfg = Config::parse(&text)
@@ -133,7 +133,7 @@ pub fn numbering_from_config(
             .first()
             .ok_or_else(|| CaptureError::Config(format!("{}: no [[pbx]]", path.display())))?,
     };
-    Ok((Arc::from(link.name.as_str()), link.numbering.plan()))
+    Ok((Text::from(link.name.as_str()), link.numbering.plan()))
 }
 
 /// Bytes looked at to recognize the format.

@@ -7,13 +7,13 @@
 use super::pcap::Timestamp;
 use crate::codec::framing::InvokeId;
 use crate::codec::xml::Message;
+use crate::model::Text;
 use crate::model::{self, NumberingPlan};
 use serde::Serialize;
 use serde::ser::Serializer;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::Arc;
 
 /// Counts of what a run decoded, printed on stderr at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,14 +94,14 @@ pub struct Emitter<W: Write> {
     /// What has been decoded so far.
     pub summary: Summary,
     /// PBX name put into normalized events.
-    pub pbx: Arc<str>,
+    pub pbx: Text,
     /// Numbering plan for parties.
     pub plan: NumberingPlan,
 }
 
 impl<W: Write> Emitter<W> {
     /// An emitter writing to `w`.
-    pub fn new(w: W, pbx: Arc<str>, plan: NumberingPlan) -> Emitter<W> {
+    pub fn new(w: W, pbx: Text, plan: NumberingPlan) -> Emitter<W> {
         Emitter {
             w: io::BufWriter::with_capacity(256 * 1024, w),
             failed: None,

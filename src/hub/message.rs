@@ -105,7 +105,6 @@ pub fn to_bytes<T: Serialize>(v: &T) -> Bytes {
 mod tests {
     use super::*;
     use crate::model::{EventKind, Text};
-    use std::sync::Arc;
 
     #[test]
     fn event_envelope_is_one_flat_object() {
@@ -113,7 +112,7 @@ mod tests {
         let mut ev = Event::new(
             EventKind::Delivered,
             Text::from("DeliveredEvent"),
-            Arc::from("osv1"),
+            Text::from("osv1"),
             Text::from("4711"),
         );
         ev.call_id = Some(Text::from("c\"1"));

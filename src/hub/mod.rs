@@ -64,7 +64,7 @@ impl Session {
 struct Inner {
     registry: Registry,
     sessions: HashMap<LoginId, Mutex<Session>>,
-    links: RwLock<HashMap<Arc<str>, mpsc::Sender<LinkRequest>>>,
+    links: RwLock<HashMap<Text, mpsc::Sender<LinkRequest>>>,
     ring_size: usize,
     next_sub: AtomicU64,
     epoch: String,
@@ -163,7 +163,7 @@ impl Hub {
     }
 
     /// Records whether a device is monitored and pushes the resulting status to its subscribers.
-    pub fn set_device_status(&self, pbx: &Arc<str>, device: &Text, status: DeviceStatus) {
+    pub fn set_device_status(&self, pbx: &Text, device: &Text, status: DeviceStatus) {
         let key = DeviceKey {
             pbx: pbx.clone(),
             device: device.clone(),
@@ -188,7 +188,7 @@ impl Hub {
     /// Reconciles a device's calls with what the PBX reports after (re)monitoring: a call the hub
     /// thinks is up but the PBX does not know ended while the link was down, so a `call_lost` event
     /// closes it for the connectors.
-    pub fn resync(&self, pbx: &Arc<str>, device: &Text, up: &[Text]) {
+    pub fn resync(&self, pbx: &Text, device: &Text, up: &[Text]) {
         let key = DeviceKey {
             pbx: pbx.clone(),
             device: device.clone(),
@@ -299,7 +299,7 @@ impl Hub {
     }
 
     /// Registers the command queue of a PBX link.
-    pub fn register_link(&self, pbx: Arc<str>, tx: mpsc::Sender<LinkRequest>) {
+    pub fn register_link(&self, pbx: Text, tx: mpsc::Sender<LinkRequest>) {
         self.0
             .links
             .write()
@@ -396,7 +396,7 @@ device = "200"
         let mut e = Event::new(
             EventKind::Delivered,
             Text::from("DeliveredEvent"),
-            Arc::from("p"),
+            Text::from("p"),
             Text::from(device),
         );
         e.call_id = Some(Text::from(call));
@@ -516,7 +516,7 @@ device = "200"
         let mut a = h.new_subscriber(Arc::from("c"), 100, 1 << 20);
         h.subscribe(&a.sub, &id("AAA"), Some(0));
         drain(&mut a);
-        let p: Arc<str> = Arc::from("p");
+        let p = Text::from("p");
         h.set_device_status(&p, &Text::from("100"), DeviceStatus::Monitored);
         h.set_device_status(&p, &Text::from("100"), DeviceStatus::Monitored);
         let got = drain(&mut a);
@@ -532,7 +532,7 @@ device = "200"
             h.command(&login, Command::MakeCall { to: "1".into() }),
             Err(CommandError::NotMonitored(_))
         ));
-        let p: Arc<str> = Arc::from("p");
+        let p = Text::from("p");
         h.set_device_status(&p, &Text::from("100"), DeviceStatus::Monitored);
         assert_eq!(
             h.command(&login, Command::MakeCall { to: "1".into() })

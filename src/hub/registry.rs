@@ -3,13 +3,12 @@
 use crate::config::Config;
 use crate::model::{LoginId, Text};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// A device on a PBX.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeviceKey {
     /// PBX link name.
-    pub pbx: Arc<str>,
+    pub pbx: Text,
     /// Device as configured.
     pub device: Text,
 }
@@ -28,22 +27,13 @@ impl Registry {
     /// Builds the registry from a validated config.
     pub fn from_config(cfg: &Config) -> Registry {
         let mut r = Registry::default();
-        let pbx_names: HashMap<&str, Arc<str>> = cfg
-            .pbx
-            .iter()
-            .map(|p| (p.name.as_str(), Arc::from(p.name.as_str())))
-            .collect();
         for l in &cfg.login {
             // Validation already checked the format; skip anything invalid rather than panic.
             let Ok(id) = LoginId::parse(&l.login_id) else {
                 continue;
             };
-            let pbx = pbx_names
-                .get(l.pbx.as_str())
-                .cloned()
-                .unwrap_or_else(|| Arc::from(l.pbx.as_str()));
             let key = DeviceKey {
-                pbx,
+                pbx: Text::from(l.pbx.as_str()),
                 device: Text::from(l.device.as_str()),
             };
             r.by_device.insert(key.clone(), id.clone());

@@ -9,9 +9,9 @@
 //! and a handle is never resolved before the gateway installs its recorder (one resolved earlier
 //! would stay a no-op).
 
-use crate::model::EventKind;
+use crate::model::{EventKind, Text};
 use metrics::Counter;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 const PROTOCOL: &str = "csta-xml";
 
@@ -21,7 +21,7 @@ const KINDS: usize = EventKind::Unknown as usize + 1;
 
 /// Counters of one link (`link` and `protocol` labels), each resolved on first use.
 pub(crate) struct LinkCounters {
-    link: Arc<str>,
+    link: Text,
     bytes_rx: OnceLock<Counter>,
     bytes_tx: OnceLock<Counter>,
     frames_rx: OnceLock<Counter>,
@@ -35,7 +35,7 @@ pub(crate) struct LinkCounters {
 
 impl LinkCounters {
     /// Counters for the link `link`.
-    pub(crate) fn new(link: Arc<str>) -> LinkCounters {
+    pub(crate) fn new(link: Text) -> LinkCounters {
         LinkCounters {
             link,
             bytes_rx: OnceLock::new(),
@@ -119,7 +119,7 @@ mod tests {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            let c = LinkCounters::new(Arc::from("pbx-a"));
+            let c = LinkCounters::new(Text::from("pbx-a"));
             c.rx_bytes(10);
             c.rx_bytes(5);
             c.rx_frame();

@@ -30,7 +30,7 @@ pub use transport::{Stream, Transport, TransportError};
 #[derive(Debug)]
 pub struct LinkState {
     /// Link name.
-    pub name: Arc<str>,
+    pub name: Text,
     /// Protocol label.
     pub protocol: &'static str,
     /// Session established now.
@@ -68,7 +68,7 @@ impl LinkConfig {
     pub fn from_pbx(p: &PbxConfig, devices: Vec<String>) -> LinkConfig {
         LinkConfig {
             session: Arc::new(SessionConfig {
-                pbx: Arc::from(p.name.as_str()),
+                pbx: Text::from(p.name.as_str()),
                 dialect: p.dialect,
                 // Validation guarantees this parses; fall back to no namespace rather than panic.
                 namespace: namespace_uri(&p.namespace).unwrap_or_default(),
@@ -428,7 +428,7 @@ async fn write_loop(
     mut wr: tokio::io::WriteHalf<Stream>,
     mut rx: mpsc::Receiver<Bytes>,
     failed: CancellationToken,
-    name: Arc<str>,
+    name: Text,
     counters: Arc<LinkCounters>,
 ) {
     while let Some(frame) = rx.recv().await {

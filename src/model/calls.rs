@@ -160,10 +160,9 @@ fn connection_is_ours(ev: &Event) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn ev(kind: EventKind, call: &str, state: Option<ConnState>) -> Event {
-        let mut e = Event::new(kind, Text::from("x"), Arc::from("pbx"), Text::from("100"));
+        let mut e = Event::new(kind, Text::from("x"), Text::from("pbx"), Text::from("100"));
         e.call_id = Some(Text::from(call));
         e.state = state;
         e

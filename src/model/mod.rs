@@ -13,7 +13,6 @@ pub use party::{NumberingPlan, Party, PartyKind};
 pub use text::Text;
 
 use serde::Serialize;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Normalized event types.
@@ -145,7 +144,7 @@ pub struct Event {
     /// The PBX's own name for the event (e.g. `DeliveredEvent`).
     pub name: Text,
     /// Configured name of the PBX link.
-    pub pbx: Arc<str>,
+    pub pbx: Text,
     /// The monitored device, as configured.
     pub device: Text,
     /// Opaque call id.
@@ -205,7 +204,7 @@ pub struct Event {
 
 impl Event {
     /// An event with only the mandatory fields set, received now.
-    pub fn new(kind: EventKind, name: Text, pbx: Arc<str>, device: Text) -> Event {
+    pub fn new(kind: EventKind, name: Text, pbx: Text, device: Text) -> Event {
         Event::received_at(kind, name, pbx, device, Instant::now(), now_ms())
     }
 
@@ -215,7 +214,7 @@ impl Event {
     pub fn received_at(
         kind: EventKind,
         name: Text,
-        pbx: Arc<str>,
+        pbx: Text,
         device: Text,
         received: Instant,
         ts_ms: u64,

@@ -3,13 +3,12 @@
 use crate::codec::xml::{self, Device, EventKind as X};
 use crate::model::{ConnState, Event, EventKind, NumberingPlan, Party, PartyKind, Text};
 use bytes::Bytes;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Where and when an event arrived.
 pub struct Origin<'a> {
     /// PBX link name.
-    pub pbx: &'a Arc<str>,
+    pub pbx: &'a Text,
     /// The monitored device the event is for.
     pub device: &'a Text,
     /// The PBX's numbering plan.
@@ -142,7 +141,7 @@ mod tests {
         let Message::Event(e) = &d.message else {
             panic!("not an event")
         };
-        let pbx: Arc<str> = Arc::from("p");
+        let pbx = Text::from("p");
         let device = Text::from("100");
         let plan = NumberingPlan {
             country_code: Some("49".into()),

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// Link name.
-    pub pbx: Arc<str>,
+    pub pbx: Text,
     /// How the session opens.
     pub dialect: Dialect,
     /// Namespace URI for what we send (empty for none).
@@ -845,7 +845,7 @@ mod tests {
 
     fn cfg(dialect: Dialect, devices: &[&str]) -> Arc<SessionConfig> {
         Arc::new(SessionConfig {
-            pbx: Arc::from("p"),
+            pbx: Text::from("p"),
             dialect,
             namespace: String::new(),
             devices: devices.iter().map(|d| Text::from(*d)).collect(),
