@@ -105,6 +105,14 @@ pub(crate) fn same_at(b: &[u8], a: usize, c: usize, len: usize) -> bool {
         let want = (1u32 << len) - 1;
         return eq_mask(x, y) & want == want;
     }
+    if len <= 32
+        && let (Some(x0), Some(y0)) = (chunk(b, a), chunk(b, c))
+        && let (Some(x1), Some(y1)) = (chunk(b, a + len - 16), chunk(b, c + len - 16))
+    {
+        // Longer names (`extendedServicesPermitted`): the first sixteen bytes and the last
+        // sixteen, overlapping.
+        return eq_mask(x0, y0) & eq_mask(x1, y1) == 0xFFFF;
+    }
     match (b.get(a..a + len), b.get(c..c + len)) {
         (Some(x), Some(y)) => same(x, y),
         _ => false,
@@ -681,7 +689,8 @@ pub(crate) fn all_space(s: &str) -> bool {
 /// common case.
 #[inline]
 pub(crate) fn unescape(raw: &str) -> Result<Cow<'_, str>, XmlError> {
-    match memchr::memchr2(b'&', b'\r', raw.as_bytes()) {
+    // Values are short: an inline 16-byte search beats `memchr`'s set-up.
+    match find_any(raw.as_bytes(), 0, [b'&', b'\r']) {
         None => Ok(Cow::Borrowed(raw)),
         Some(first) => unescape_from(raw, first).map(Cow::Owned),
     }
@@ -696,7 +705,9 @@ fn unescape_from(raw: &str, first: usize) -> Result<String, XmlError> {
     while i < b.len() {
         match b[i] {
             b'&' => {
-                let Some(semi) = memchr::memchr(b';', &b[i..]).filter(|&o| o <= 12) else {
+                // A reference we resolve is at most 12 bytes before its `;`: look only there.
+                let window = b.get(i..b.len().min(i + 13)).unwrap_or_default();
+                let Some(semi) = window.iter().position(|&c| c == b';') else {
                     return Err(XmlError::BadReference(truncate(&raw[i..])));
                 };
                 let ent = &raw[i + 1..i + semi];
@@ -718,7 +729,7 @@ fn unescape_from(raw: &str, first: usize) -> Result<String, XmlError> {
                 i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
             }
             _ => {
-                let next = memchr::memchr2(b'&', b'\r', &b[i..]).map_or(b.len(), |o| i + o);
+                let next = find_any(b, i, [b'&', b'\r']).unwrap_or(b.len());
                 out.push_str(&raw[i..next]);
                 i = next;
             }
@@ -977,6 +988,10 @@ mod tests {
         assert!(unescape("&#x;").is_err());
         assert!(unescape("&#+5;").is_err());
         assert!(unescape("& alone").is_err());
+        // The `;` is looked for at most 12 bytes after the `&`.
+        assert_eq!(unescape("x&#x000000041;").unwrap(), "xA");
+        assert!(unescape("x&#x0000000041;").is_err());
+        assert!(unescape("x&amp").is_err());
         assert_eq!(normalize_eol("x\r\ny\r"), "x\ny\n");
     }
 
@@ -998,7 +1013,7 @@ mod tests {
         assert!(!same(b"xbcdefghijk", b"abcdefghijk"));
         assert!(!same(b"abcdefghi", b"abcdefghij"));
         assert!(!same(b"abc", b"abd"));
-        for n in 0..30 {
+        for n in 0..40 {
             let name: Vec<u8> = (0..n).map(|k| b'a' + k as u8).collect();
             assert!(same(&name, &name.clone()), "{n}");
             for at in 0..n {
