@@ -691,13 +691,7 @@ fn content<'a, S: Sink<'a>>(
         if next == b'/' {
             let (q_at, q_len) = qnames[depth - 1];
             let (q_at, q_len) = (q_at as usize, q_len as usize);
-            let start = lt + 2;
-            let end = start + q_len;
-            let after = if b.get(end) == Some(&b'>') && same_at(b, start, q_at, q_len) {
-                end + 1
-            } else {
-                other_end_tag(b, start, b.get(q_at..q_at + q_len).unwrap_or_default())?
-            };
+            let after = end_tag(b, lt + 2, q_at, q_len)?;
             depth -= 1;
             if leaf && depth > 0 {
                 let v = value(s, i, lt, plain, acc.take())?;
@@ -750,17 +744,7 @@ fn content<'a, S: Sink<'a>>(
             }
             let name_start = lt + 1;
             let (name_stop, local_start) = name_end(b, name_start)?;
-            // `name_end` stopped at whitespace, `/` or `>`, so `b[name_stop]` exists.
-            let (close, empty) = match b.get(name_stop..name_stop + 2) {
-                Some([b'>', _]) => (name_stop, false),
-                Some(b"/>") => (name_stop + 1, true),
-                // A `/` that does not close the tag is not part of any valid tag.
-                Some([b'/', _]) => return Err(malformed_tag(name_stop)),
-                _ => {
-                    let close = attrs_end(b, name_stop)?;
-                    (close, b[close - 1] == b'/')
-                }
-            };
+            let (close, empty) = tag_close(b, name_stop)?;
             if local_start >= name_stop {
                 return Err(XmlError::Syntax {
                     at: name_start,
@@ -809,7 +793,7 @@ fn malformed_tag(at: usize) -> XmlError {
 /// Skips the content of the element just opened at `qnames[at]` (whose content no sink wants) up
 /// to and including its end tag; returns the position after it. Nothing is extracted, but the
 /// subtree is checked as carefully as the rest: tags balance, references are valid, nesting stays
-/// under [`MAX_DEPTH`], no DOCTYPE. `qnames[at + 1..]` serves as the stack.
+/// under [`MAX_DEPTH`], no DOCTYPE. `qnames[at..]` serves as the stack.
 fn skip_subtree(
     s: &str,
     mut i: usize,
@@ -817,7 +801,12 @@ fn skip_subtree(
     at: usize,
 ) -> Result<usize, XmlError> {
     let b = s.as_bytes();
-    let mut depth = at + 1;
+    // The open elements of the subtree, counted from its root (so the loop ends when `open` drops
+    // to zero, and `open == stack.len()` is exactly `MAX_DEPTH` elements open in the document).
+    let Some(stack) = qnames.get_mut(at..) else {
+        return Err(XmlError::TooDeep);
+    };
+    let mut open = 1usize;
     loop {
         let (lt, plain) = text_run(b, i);
         if !plain {
@@ -827,17 +816,12 @@ fn skip_subtree(
             return Err(XmlError::Truncated);
         };
         if next == b'/' {
-            let (q_at, q_len) = qnames[depth - 1];
-            let (q_at, q_len) = (q_at as usize, q_len as usize);
-            let start = lt + 2;
-            let end = start + q_len;
-            i = if b.get(end) == Some(&b'>') && same_at(b, start, q_at, q_len) {
-                end + 1
-            } else {
-                other_end_tag(b, start, b.get(q_at..q_at + q_len).unwrap_or_default())?
+            let Some(&(q_at, q_len)) = stack.get(open - 1) else {
+                return Err(XmlError::Truncated);
             };
-            depth -= 1;
-            if depth == at {
+            i = end_tag(b, lt + 2, q_at as usize, q_len as usize)?;
+            open -= 1;
+            if open == 0 {
                 return Ok(i);
             }
         } else if next == b'!' || next == b'?' {
@@ -845,25 +829,48 @@ fn skip_subtree(
                 Markup::Ignored(after) | Markup::CData(_, _, after) => after,
             };
         } else {
-            if depth == MAX_DEPTH {
+            if open == stack.len() {
                 return Err(XmlError::TooDeep);
             }
             let name_start = lt + 1;
             let (name_stop, _) = name_end(b, name_start)?;
-            let (close, empty) = match b.get(name_stop..name_stop + 2) {
-                Some([b'>', _]) => (name_stop, false),
-                Some(b"/>") => (name_stop + 1, true),
-                Some([b'/', _]) => return Err(malformed_tag(name_stop)),
-                _ => {
-                    let close = attrs_end(b, name_stop)?;
-                    (close, b[close - 1] == b'/')
-                }
-            };
-            if !empty {
-                qnames[depth] = (name_start as u32, (name_stop - name_start) as u32);
-                depth += 1;
+            let (close, empty) = tag_close(b, name_stop)?;
+            if !empty && let Some(top) = stack.get_mut(open) {
+                *top = (name_start as u32, (name_stop - name_start) as u32);
+                open += 1;
             }
             i = close + 1;
+        }
+    }
+}
+
+/// The end of the end tag whose name starts at `start`, which must be the `len` bytes at `q_at`
+/// (the open element's name): the position after its `>`.
+#[inline(always)]
+fn end_tag(b: &[u8], start: usize, q_at: usize, len: usize) -> Result<usize, XmlError> {
+    let end = start + len;
+    if b.get(end) == Some(&b'>') && same_at(b, start, q_at, len) {
+        Ok(end + 1)
+    } else {
+        other_end_tag(b, start, b.get(q_at..q_at + len).unwrap_or_default())
+    }
+}
+
+/// The end of a start tag whose name ends at `name_stop` (where [`name_end`] stopped: whitespace,
+/// `/` or `>`): the position of its `>`, and whether the tag is empty (`/>`).
+#[inline(always)]
+fn tag_close(b: &[u8], name_stop: usize) -> Result<(usize, bool), XmlError> {
+    match b.get(name_stop) {
+        Some(b'>') => Ok((name_stop, false)),
+        Some(b'/') => match b.get(name_stop + 1) {
+            Some(b'>') => Ok((name_stop + 1, true)),
+            // A `/` that does not close the tag is not part of any valid tag.
+            Some(_) => Err(malformed_tag(name_stop)),
+            None => Err(XmlError::Truncated),
+        },
+        _ => {
+            let close = attrs_end(b, name_stop)?;
+            Ok((close, b[close - 1] == b'/'))
         }
     }
 }
