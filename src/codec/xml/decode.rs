@@ -46,7 +46,15 @@ pub fn decode(input: &[u8]) -> Result<Document<'_>, XmlError> {
         // What nearly every peer writes: UTF-8, read without parsing (the general path below
         // gives the same result for it).
         after_decl = COMMON_DECL.len();
-    } else if let Some((enc, end)) = declared_encoding(input) {
+    } else if input.starts_with(b"<?xml") && input.get(5).copied().is_some_and(is_xml_space) {
+        // An XML declaration (the target `xml` is reserved for it). One we cannot read is
+        // refused: guessing could read the document in the wrong encoding.
+        let Some((enc, end)) = declared_encoding(input) else {
+            return Err(XmlError::Syntax {
+                at: 0,
+                what: "malformed XML declaration (or longer than 256 bytes)",
+            });
+        };
         after_decl = end;
         match enc.map(Encoding::of).transpose()? {
             None | Some(Encoding::Utf8) => {}
@@ -109,8 +117,8 @@ impl Encoding {
 
 /// The XML declaration at the start of `input`, if there is one: its `encoding` pseudo-attribute
 /// and the position after its `?>`. Read on bytes, in one pass: a declaration is ASCII
-/// `name="value"` pairs. One that does not parse within 256 bytes is left to the tokenizer, which
-/// skips it like any processing instruction (and the document is then read as UTF-8).
+/// `name="value"` pairs. `None` when there is none, or when it does not parse within 256 bytes
+/// (which `decode` refuses).
 fn declared_encoding(input: &[u8]) -> Option<(Option<&str>, usize)> {
     let rest = input.strip_prefix(b"<?xml")?;
     if !rest.first().copied().is_some_and(is_xml_space) {
@@ -2555,8 +2563,20 @@ mod tests {
         let d = b"<?xml version='1.0' encoding = 'ISO-8859-1' standalone='yes' ?>";
         assert_eq!(enc(d), Some((Some("ISO-8859-1"), d.len())));
         assert_eq!(enc(b"<?xml version=\"1.0\"?>"), Some((None, 21)));
-        // Not a declaration we read: left to the tokenizer.
+        // Not a declaration we read: `decode` refuses the document (a processing instruction
+        // whose target merely starts with `xml` is another matter).
         assert_eq!(enc(b"<?xml version=1.0?>"), None);
+        for bad in [
+            &b"<?xml version=1.0?><a/>"[..],
+            b"<?xml 6ersion=\"1.0\" encoding=\"ISO-8859-1\"?><a/>",
+            b"<?xml version=\"1.0\"",
+        ] {
+            assert!(
+                matches!(decode(bad), Err(XmlError::Syntax { at: 0, .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(decode(b"<?xml-stylesheet href='a'?><a/>").is_ok());
         assert_eq!(enc(b"<?xml-stylesheet href='a'?>"), None);
         assert_eq!(enc(b"<?xml version=\"1.0\""), None);
         assert_eq!(enc(b"<a/>"), None);
