@@ -51,29 +51,13 @@ impl Party {
         }
     }
 
-    /// Classifies `raw` with `plan`. The number and the E.164 form share `raw`'s buffer whenever
-    /// they are slices of it (the usual case), so a party costs no allocation.
+    /// Classifies `raw` with `plan`. The number and the E.164 form are inline when short and share
+    /// `raw`'s buffer when long, so a party costs no allocation.
     pub fn from_raw(raw: Text, plan: &NumberingPlan) -> Party {
-        let number = match dialable(&raw) {
-            Cow::Borrowed(d) => raw.slice_of(d),
-            Cow::Owned(d) => Text::from(d),
-        };
-        let (kind, e164) = plan.classify(&number);
-        let e164 = match e164 {
-            E164::None => None,
-            E164::Number => Some(number.clone()),
-            E164::Built(s) => Some(Text::from(s)),
-        };
-        Party {
-            raw: Some(raw),
-            number: if number.is_empty() {
-                None
-            } else {
-                Some(number)
-            },
-            e164,
-            kind,
-        }
+        let mut p = Party::without_number(PartyKind::Unknown);
+        let none = bytes::Bytes::new();
+        p.fill(raw.buffer().unwrap_or(&none), &raw, plan);
+        p
     }
 
     /// Sets `slot` to the party `raw` designates (as [`Party::from_raw`]), writing its fields in
@@ -86,18 +70,24 @@ impl Party {
         raw: &str,
         plan: &NumberingPlan,
     ) {
-        let p = slot.insert(Party::without_number(PartyKind::Unknown));
-        Text::set_from_frame(&mut p.raw, frame, raw);
+        slot.insert(Party::without_number(PartyKind::Unknown))
+            .fill(frame, raw, plan);
+    }
+
+    /// Fills a party without a number with what `raw` designates.
+    #[inline]
+    fn fill(&mut self, frame: &bytes::Bytes, raw: &str, plan: &NumberingPlan) {
+        Text::set_from_frame(&mut self.raw, frame, raw);
         let number = dialable(raw);
         let (kind, e164) = plan.classify(&number);
-        p.kind = kind;
+        self.kind = kind;
         if !number.is_empty() {
-            Text::set_from_frame(&mut p.number, frame, &number);
+            Text::set_from_frame(&mut self.number, frame, &number);
         }
         match e164 {
             E164::None => {}
-            E164::Number => Text::set_from_frame(&mut p.e164, frame, &number),
-            E164::Built(s) => p.e164 = Some(Text::from(s)),
+            E164::Number => Text::set_from_frame(&mut self.e164, frame, &number),
+            E164::Built(s) => self.e164 = Some(Text::from(s)),
         }
     }
 

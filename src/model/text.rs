@@ -151,16 +151,11 @@ impl Text {
         }
     }
 
-    /// `sub` as a `Text`: inline when short, sharing this one's buffer when it is a slice of it,
-    /// copied otherwise.
-    #[inline]
-    pub fn slice_of(&self, sub: &str) -> Text {
-        if let Some(t) = Text::inline(sub) {
-            return t;
-        }
+    /// The buffer a long text shares (`None` for inline text).
+    pub(crate) fn buffer(&self) -> Option<&Bytes> {
         match &self.0 {
-            Repr::Shared(b) => Text(Repr::Shared(shared_slice(b, sub))),
-            Repr::Inline { .. } => Text::from(sub),
+            Repr::Shared(b) => Some(b),
+            Repr::Inline { .. } => None,
         }
     }
 
@@ -319,13 +314,14 @@ mod tests {
         let t = Text::from_frame(&frame, s);
         assert_eq!(t, long);
         assert_eq!(shared_ptr(&t), Some(frame[15..].as_ptr()));
-        // A long slice of a shared text shares it too; a short one is inline.
-        let sub = t.slice_of(&t[1..]);
+        // A long slice of a shared text shares its buffer too; a short one is inline.
+        let buf = t.buffer().unwrap();
+        let sub = Text::from_frame(buf, &t[1..]);
         assert_eq!(
             (sub.as_str(), shared_ptr(&sub)),
             (&long[1..], Some(frame[16..].as_ptr()))
         );
-        assert_eq!(shared_ptr(&t.slice_of(&t[..4])), None);
+        assert_eq!(shared_ptr(&Text::from_frame(buf, &t[..4])), None);
         // Text outside the frame is copied, not a panic.
         let t = Text::from_frame(&frame, &Cow::Borrowed("elsewhere"));
         assert_eq!(t, "elsewhere");
