@@ -49,52 +49,63 @@ impl LinkCounters {
         }
     }
 
+    /// The series `name` of this link, with a `direction` label when given.
+    fn counter(&self, name: &'static str, direction: Option<&'static str>) -> Counter {
+        let link = self.link.to_string();
+        match direction {
+            Some(d) => {
+                metrics::counter!(name, "link" => link, "protocol" => PROTOCOL, "direction" => d)
+            }
+            None => metrics::counter!(name, "link" => link, "protocol" => PROTOCOL),
+        }
+    }
+
     /// `ctigate_link_bytes_total{direction="rx"}`.
     pub(crate) fn rx_bytes(&self, n: u64) {
         self.bytes_rx
-            .get_or_init(|| metrics::counter!("ctigate_link_bytes_total", "link" => self.link.to_string(), "protocol" => PROTOCOL, "direction" => "rx"))
+            .get_or_init(|| self.counter("ctigate_link_bytes_total", Some("rx")))
             .increment(n);
     }
 
     /// `ctigate_link_bytes_total{direction="tx"}`.
     pub(crate) fn tx_bytes(&self, n: u64) {
         self.bytes_tx
-            .get_or_init(|| metrics::counter!("ctigate_link_bytes_total", "link" => self.link.to_string(), "protocol" => PROTOCOL, "direction" => "tx"))
+            .get_or_init(|| self.counter("ctigate_link_bytes_total", Some("tx")))
             .increment(n);
     }
 
     /// `ctigate_link_frames_total{direction="rx"}`.
     pub(crate) fn rx_frame(&self) {
         self.frames_rx
-            .get_or_init(|| metrics::counter!("ctigate_link_frames_total", "link" => self.link.to_string(), "protocol" => PROTOCOL, "direction" => "rx"))
+            .get_or_init(|| self.counter("ctigate_link_frames_total", Some("rx")))
             .increment(1);
     }
 
     /// `ctigate_link_frames_total{direction="tx"}`.
     pub(crate) fn tx_frame(&self) {
         self.frames_tx
-            .get_or_init(|| metrics::counter!("ctigate_link_frames_total", "link" => self.link.to_string(), "protocol" => PROTOCOL, "direction" => "tx"))
+            .get_or_init(|| self.counter("ctigate_link_frames_total", Some("tx")))
             .increment(1);
     }
 
     /// `ctigate_link_unknown_messages_total`.
     pub(crate) fn unknown_message(&self) {
         self.unknown_messages
-            .get_or_init(|| metrics::counter!("ctigate_link_unknown_messages_total", "link" => self.link.to_string(), "protocol" => PROTOCOL))
+            .get_or_init(|| self.counter("ctigate_link_unknown_messages_total", None))
             .increment(1);
     }
 
     /// `ctigate_link_unrouted_events_total`.
     pub(crate) fn unrouted_event(&self) {
         self.unrouted_events
-            .get_or_init(|| metrics::counter!("ctigate_link_unrouted_events_total", "link" => self.link.to_string(), "protocol" => PROTOCOL))
+            .get_or_init(|| self.counter("ctigate_link_unrouted_events_total", None))
             .increment(1);
     }
 
     /// `ctigate_link_unknown_events_total`.
     pub(crate) fn unknown_event(&self) {
         self.unknown_events
-            .get_or_init(|| metrics::counter!("ctigate_link_unknown_events_total", "link" => self.link.to_string(), "protocol" => PROTOCOL))
+            .get_or_init(|| self.counter("ctigate_link_unknown_events_total", None))
             .increment(1);
     }
 

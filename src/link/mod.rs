@@ -294,7 +294,8 @@ async fn serve(
     ));
     let mut deframer = Deframer::new(cfg.max_frame_bytes);
     let mut framing_log = log_budget::LogBudget::default();
-    let mut session = Session::new(cfg.session.clone(), Instant::now());
+    let mut session =
+        Session::new(cfg.session.clone(), Instant::now()).with_counters(counters.clone());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let accepting = matches!(transport, Transport::Accept { .. });

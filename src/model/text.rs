@@ -87,13 +87,23 @@ impl Text {
         if b.len() > INLINE {
             return None;
         }
-        let mut buf = [0u8; INLINE];
-        copy_short(&mut buf, b);
-        Some(Text(Repr::Inline {
-            // Fits: at most INLINE (38).
-            len: b.len() as u8,
-            buf,
-        }))
+        let mut t = Text::default();
+        t.set_inline(b);
+        Some(t)
+    }
+
+    /// Makes this text the short bytes `b` (at most [`INLINE`]; the valid UTF-8 of a `&str` or
+    /// of another text), in place.
+    #[inline(always)]
+    fn set_inline(&mut self, b: &[u8]) {
+        if let Repr::Shared(_) = self.0 {
+            *self = Text::default();
+        }
+        if let Repr::Inline { len, buf } = &mut self.0 {
+            copy_short(buf, b);
+            // Fits: callers pass at most INLINE (38) bytes.
+            *len = b.len() as u8;
+        }
     }
 
     /// Text from a decoded value: inline when short; otherwise it shares `frame` when `s` lies
@@ -119,16 +129,8 @@ impl Text {
     /// Makes this text [`Text::from_frame`]`(frame, s)` in place (see [`Text::set_from_frame`]).
     #[inline]
     pub fn assign_from_frame(&mut self, frame: &Bytes, s: &str) {
-        let b = s.as_bytes();
-        if b.len() <= INLINE {
-            if let Repr::Shared(_) = self.0 {
-                *self = Text::default();
-            }
-            if let Repr::Inline { len, buf } = &mut self.0 {
-                copy_short(buf, b);
-                // Fits: at most INLINE (38).
-                *len = b.len() as u8;
-            }
+        if s.len() <= INLINE {
+            self.set_inline(s.as_bytes());
         } else {
             self.0 = Repr::Shared(shared_slice(frame, s));
         }
@@ -138,15 +140,7 @@ impl Text {
     #[inline]
     pub fn assign(&mut self, other: &Text) {
         match &other.0 {
-            Repr::Inline { len, buf } => {
-                if let Repr::Shared(_) = self.0 {
-                    *self = Text::default();
-                }
-                if let Repr::Inline { len: l, buf: b } = &mut self.0 {
-                    *b = *buf;
-                    *l = *len;
-                }
-            }
+            Repr::Inline { .. } => self.set_inline(other.as_str().as_bytes()),
             Repr::Shared(b) => self.0 = Repr::Shared(b.clone()),
         }
     }

@@ -165,12 +165,19 @@ pub struct Session {
     /// ECMA-354: session id, granted duration, next timer reset.
     app: Option<(Text, Duration, Instant)>,
     decode_log: crate::link::log_budget::LogBudget,
-    counters: LinkCounters,
+    counters: Arc<LinkCounters>,
     out: Vec<Output>,
     scratch: BytesMut,
 }
 
 impl Session {
+    /// Counts into the link's own metric handles instead of a set of its own (one set of
+    /// handles per link, kept across reconnects).
+    pub(crate) fn with_counters(mut self, counters: Arc<LinkCounters>) -> Session {
+        self.counters = counters;
+        self
+    }
+
     /// A session for a connection established at `now`.
     pub fn new(cfg: Arc<SessionConfig>, now: Instant) -> Session {
         let devices = cfg
@@ -201,7 +208,7 @@ impl Session {
             keepalive_misses: 0,
             app: None,
             decode_log: Default::default(),
-            counters: LinkCounters::new(cfg.pbx.clone()),
+            counters: Arc::new(LinkCounters::new(cfg.pbx.clone())),
             out: Vec::new(),
             scratch: BytesMut::with_capacity(1024),
             cfg,
