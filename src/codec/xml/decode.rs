@@ -454,6 +454,16 @@ fn message<'a>(
         }
         Ok(sink)
     }
+    /// The value of the one root child `sym`.
+    fn one<'a>(
+        sc: &mut Scanner<'a>,
+        qname: &'a str,
+        empty: bool,
+        sym: Sym,
+    ) -> Result<Option<Str<'a>>, XmlError> {
+        let [v] = run(sc, qname, empty, Scalars::<1>::new([sym]))?.0;
+        Ok(v)
+    }
     if let Some(kind) = EventKind::from_root(name) {
         // Written straight into the allocation (`Box::new` builds the value on the stack and copies
         // it over).
@@ -467,18 +477,11 @@ fn message<'a>(
     }
     *out = match name {
         "SystemStatus" => {
-            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::SystemStatus]))?;
-            let [status] = s.0;
+            let status = one(sc, qname, empty, Sym::SystemStatus)?;
             Message::SystemStatus { status }
         }
         "RequestSystemStatus" => {
-            let s = run(
-                sc,
-                qname,
-                empty,
-                Scalars::<1>::new([Sym::SysStatRegisterId]),
-            )?;
-            let [register_id] = s.0;
+            let register_id = one(sc, qname, empty, Sym::SysStatRegisterId)?;
             Message::RequestSystemStatus { register_id }
         }
         "SwitchingFunctionDevices" => {
@@ -493,28 +496,15 @@ fn message<'a>(
             Message::Response(Response::SystemStatus)
         }
         "SystemRegisterResponse" => {
-            let s = run(
-                sc,
-                qname,
-                empty,
-                Scalars::<1>::new([Sym::SysStatRegisterId]),
-            )?;
-            let [register_id] = s.0;
+            let register_id = one(sc, qname, empty, Sym::SysStatRegisterId)?;
             Message::Response(Response::SystemRegister { register_id })
         }
         "RequestSystemStatusResponse" => {
-            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::SystemStatus]))?;
-            let [status] = s.0;
+            let status = one(sc, qname, empty, Sym::SystemStatus)?;
             Message::Response(Response::RequestSystemStatus { status })
         }
         "MonitorStartResponse" => {
-            let s = run(
-                sc,
-                qname,
-                empty,
-                Scalars::<1>::new([Sym::MonitorCrossRefId]),
-            )?;
-            let [cross_ref] = s.0;
+            let cross_ref = one(sc, qname, empty, Sym::MonitorCrossRefId)?;
             Message::Response(Response::MonitorStart { cross_ref })
         }
         "MakeCallResponse" => {
@@ -553,13 +543,7 @@ fn message<'a>(
             Message::Response(Response::SnapshotCall { parties: s.0 })
         }
         "GetSwitchingFunctionDevicesResponse" => {
-            let s = run(
-                sc,
-                qname,
-                empty,
-                Scalars::<1>::new([Sym::ServiceCrossRefId]),
-            )?;
-            let [service_cross_ref] = s.0;
+            let service_cross_ref = one(sc, qname, empty, Sym::ServiceCrossRefId)?;
             Message::Response(Response::GetSwitchingFunctionDevices { service_cross_ref })
         }
         "GetCSTAFeaturesResponse" => {
@@ -574,8 +558,7 @@ fn message<'a>(
             Message::Response(Response::AgentState { agents: s.0 })
         }
         "GetDoNotDisturbResponse" => {
-            let s = run(sc, qname, empty, Scalars::<1>::new([Sym::DoNotDisturbOn]))?;
-            let [on] = s.0;
+            let on = one(sc, qname, empty, Sym::DoNotDisturbOn)?;
             Message::Response(Response::DoNotDisturb {
                 on: on.as_deref().and_then(parse_bool),
             })
@@ -603,13 +586,7 @@ fn message<'a>(
             })
         }
         "ResetApplicationSessionTimerPosResponse" => {
-            let s = run(
-                sc,
-                qname,
-                empty,
-                Scalars::<1>::new([Sym::ActualSessionDuration]),
-            )?;
-            let [duration] = s.0;
+            let duration = one(sc, qname, empty, Sym::ActualSessionDuration)?;
             Message::Response(Response::ResetApplicationSessionTimer {
                 session_duration: duration.as_deref().and_then(parse_u32),
             })
