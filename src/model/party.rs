@@ -75,7 +75,7 @@ impl Party {
     }
 
     /// Fills a party without a number with what `raw` designates.
-    #[inline]
+    #[inline(always)]
     fn fill(&mut self, frame: &bytes::Bytes, raw: &str, plan: &NumberingPlan) {
         Text::set_from_frame(&mut self.raw, frame, raw);
         let number = dialable(raw);

@@ -140,7 +140,12 @@ impl Text {
     #[inline]
     pub fn assign(&mut self, other: &Text) {
         match &other.0 {
-            Repr::Inline { .. } => self.set_inline(other.as_str().as_bytes()),
+            Repr::Inline { len, buf } => {
+                self.0 = Repr::Inline {
+                    len: *len,
+                    buf: *buf,
+                }
+            }
             Repr::Shared(b) => self.0 = Repr::Shared(b.clone()),
         }
     }
