@@ -80,7 +80,7 @@ fn fanout(c: &mut Criterion) {
         let ev = event();
         g.bench_with_input(BenchmarkId::new("publish_shared_bytes", n), &n, |b, _| {
             b.iter(|| {
-                h.publish(black_box(ev.clone()));
+                h.publish(black_box(&mut ev.clone()));
                 drain(&mut subs);
             })
         });
@@ -125,7 +125,7 @@ fn metrics_cost(c: &mut Criterion) {
     let ev = event();
     g.bench_function("publish_with_recorder", |b| {
         b.iter(|| {
-            h.publish(black_box(ev.clone()));
+            h.publish(black_box(&mut ev.clone()));
             drain(&mut subs);
         })
     });

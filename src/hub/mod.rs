@@ -129,8 +129,9 @@ impl Hub {
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Publishes an event from a link. Never waits. Returns false when no Login ID holds the device.
-    pub fn publish(&self, mut ev: Event) -> bool {
+    /// Publishes an event from a link (updating it from the call table: direction). Never waits.
+    /// Returns false when no Login ID holds the device.
+    pub fn publish(&self, ev: &mut Event) -> bool {
         let key = DeviceKey {
             pbx: ev.pbx.clone(),
             device: ev.device.clone(),
@@ -143,10 +144,10 @@ impl Hub {
         let Some(mut s) = self.session(login) else {
             return false;
         };
-        s.calls.apply(&mut ev);
+        s.calls.apply(ev);
         s.seq += 1;
         let seq = s.seq;
-        let json = message::event(login, seq, &ev);
+        let json = message::event(login, seq, ev);
         if s.ring.len() == self.0.ring_size {
             s.ring.pop_front();
         }
@@ -214,7 +215,7 @@ impl Hub {
             );
             ev.call_id = Some(call);
             ev.cause = Some(Text::from_static("resync"));
-            self.publish(ev);
+            self.publish(&mut ev);
         }
     }
 
@@ -422,10 +423,10 @@ device = "200"
         let mut a = h.new_subscriber(Arc::from("c"), 100, 1 << 20);
         h.subscribe(&a.sub, &id("AAA"), None);
         assert_eq!(drain(&mut a).len(), 2, "status + snapshot");
-        assert!(h.publish(ev("100", "1")));
-        assert!(h.publish(ev("200", "2")));
-        assert!(h.publish(ev("100", "3")));
-        assert!(!h.publish(ev("999", "4")));
+        assert!(h.publish(&mut ev("100", "1")));
+        assert!(h.publish(&mut ev("200", "2")));
+        assert!(h.publish(&mut ev("100", "3")));
+        assert!(!h.publish(&mut ev("999", "4")));
         let got = drain(&mut a);
         let seqs: Vec<_> = got.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, vec![1, 2]);
@@ -439,10 +440,10 @@ device = "200"
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             let h = hub(8);
-            h.publish(ev("100", "1"));
-            h.publish(ev("200", "2"));
-            h.publish(ev("100", "3"));
-            h.publish(ev("999", "4"));
+            h.publish(&mut ev("100", "1"));
+            h.publish(&mut ev("200", "2"));
+            h.publish(&mut ev("100", "3"));
+            h.publish(&mut ev("999", "4"));
         });
         let out = handle.render();
         assert!(
@@ -461,7 +462,7 @@ device = "200"
     fn resume_from_ring_and_gap_when_too_old() {
         let h = hub(4);
         for i in 0..6 {
-            h.publish(ev("100", &i.to_string()));
+            h.publish(&mut ev("100", &i.to_string()));
         }
         // Ring holds seq 3..=6.
         let mut a = h.new_subscriber(Arc::from("c"), 100, 1 << 20);
@@ -503,7 +504,7 @@ device = "200"
         h.subscribe(&fast.sub, &id("AAA"), Some(0));
         drain(&mut fast);
         for i in 0..50 {
-            h.publish(ev("100", &i.to_string()));
+            h.publish(&mut ev("100", &i.to_string()));
         }
         assert_eq!(slow.sub.kick_reason(), Some(KickReason::SlowConsumer));
         assert_eq!(h.subscriber_count(&id("AAA")), 1);
@@ -555,7 +556,7 @@ device = "200"
             .unwrap_err(),
             CommandError::UnknownCall
         );
-        h.publish(ev("100", "x"));
+        h.publish(&mut ev("100", "x"));
         let _r = h
             .command(
                 &login,

@@ -397,8 +397,8 @@ fn apply(
                     ));
                 }
             }
-            Output::Event(ev) => {
-                hub.publish(ev);
+            Output::Event(mut ev) => {
+                hub.publish(&mut ev);
             }
             Output::Device(device, status) => {
                 hub.set_device_status(&state.name, &device, status);

@@ -20,19 +20,23 @@ pub struct Origin<'a> {
 }
 
 /// Maps a decoded event into the normalized model. Short text is stored inline; longer text
-/// shares `frame` when it is a slice of it. Fields are written where they stay (see
-/// [`Text::set_from_frame`]).
+/// shares `frame` when it is a slice of it. The event is built in its allocation and every field
+/// written where it stays (see [`Text::set_from_frame`]): returned by value, the kilobyte would
+/// be copied out, and again at every hand-over on the way to the hub.
 #[inline]
-pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<'_>) -> Event {
+pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<'_>) -> Box<Event> {
     let (pbx, device, plan) = (o.pbx, o.device, o.plan);
     let kind = kind(e.kind);
-    let mut ev = Event::received_at(
-        kind,
-        Text::default(),
-        pbx.clone(),
-        Text::default(),
-        o.received,
-        o.ts_ms,
+    let mut ev = Box::write(
+        Box::new_uninit(),
+        Event::received_at(
+            kind,
+            Text::default(),
+            Text::default(),
+            Text::default(),
+            o.received,
+            o.ts_ms,
+        ),
     );
     let text = |slot: &mut Option<Text>, v: Option<&xml::Str<'_>>| {
         if let Some(v) = v {
@@ -49,6 +53,7 @@ pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<
         }
     };
     ev.name.assign_from_frame(frame, name);
+    ev.pbx.assign(pbx);
     ev.device.assign(device);
     let primary = e.connection.as_ref();
     let new_call = e.new_connections.iter().find_map(|c| c.call_id.as_ref());
@@ -82,7 +87,9 @@ pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<
     text(&mut ev.forwarding_type, e.forwarding_type.as_ref());
     ev.forwarding_on = e.forward_status;
     if let Some(to) = &e.forward_to {
-        Party::set_from_frame(&mut ev.forward_to, frame, to, plan);
+        let mut p = None;
+        Party::set_from_frame(&mut p, frame, to, plan);
+        ev.forward_to = p.map(Box::new);
     }
     ev
 }
@@ -135,7 +142,7 @@ mod tests {
     use super::*;
     use crate::codec::xml::{Message, decode};
 
-    fn norm(doc: &str) -> Event {
+    fn norm(doc: &str) -> Box<Event> {
         let frame = Bytes::copy_from_slice(doc.as_bytes());
         let d = decode(&frame).unwrap();
         let Message::Event(e) = &d.message else {

@@ -79,8 +79,8 @@ impl std::fmt::Debug for AppSession {
 pub enum Output {
     /// Write this frame.
     Send(Bytes),
-    /// Publish this event.
-    Event(Event),
+    /// Publish this event (boxed where it was built: it is a kilobyte).
+    Event(Box<Event>),
     /// A device's monitoring changed.
     Device(Text, DeviceStatus),
     /// The calls the PBX reports at a device after (re)monitoring, to reconcile.
