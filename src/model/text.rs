@@ -144,13 +144,19 @@ impl Text {
     }
 
     /// Makes this text [`Text::from_frame`]`(frame, s)` in place (see [`Text::set_from_frame`]).
-    #[inline]
+    /// The short case is a few moves, inlined; the long one is a call.
+    #[inline(always)]
     pub fn assign_from_frame(&mut self, frame: &Bytes, s: &str) {
         if s.len() <= INLINE {
             self.set_inline(s.as_bytes());
         } else {
-            self.0 = Repr::Shared(shared_slice(frame, s));
+            self.assign_shared(frame, s);
         }
+    }
+
+    #[inline(never)]
+    fn assign_shared(&mut self, frame: &Bytes, s: &str) {
+        self.0 = Repr::Shared(shared_slice(frame, s));
     }
 
     /// Makes this text a copy of `other` in place (see [`Text::set_from_frame`]).

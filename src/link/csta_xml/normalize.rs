@@ -43,15 +43,24 @@ pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<
             Text::set_from_frame(slot, frame, v);
         }
     };
-    let party = |slot: &mut Option<Party>, d: &Option<Device<'_>>| match d {
-        None => {}
-        Some(Device::Id(s)) => Party::set_from_frame(slot, frame, s, plan),
-        Some(Device::NotKnown) => *slot = Some(Party::without_number(PartyKind::Anonymous)),
-        Some(Device::Restricted) => *slot = Some(Party::without_number(PartyKind::Restricted)),
-        Some(Device::NotRequired | Device::NotSpecified) => {
-            *slot = Some(Party::without_number(PartyKind::Unknown));
+    // Inlined at each use: most slots are empty, and a call per slot costs more than the test.
+    #[inline(always)]
+    fn party(
+        slot: &mut Option<Party>,
+        d: &Option<Device<'_>>,
+        frame: &Bytes,
+        plan: &NumberingPlan,
+    ) {
+        match d {
+            None => {}
+            Some(Device::Id(s)) => Party::set_from_frame(slot, frame, s, plan),
+            Some(Device::NotKnown) => *slot = Some(Party::without_number(PartyKind::Anonymous)),
+            Some(Device::Restricted) => *slot = Some(Party::without_number(PartyKind::Restricted)),
+            Some(Device::NotRequired | Device::NotSpecified) => {
+                *slot = Some(Party::without_number(PartyKind::Unknown));
+            }
         }
-    };
+    }
     ev.name.assign_from_frame(frame, name);
     ev.pbx.assign(pbx);
     ev.device.assign(device);
@@ -77,11 +86,11 @@ pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<
     }
     ev.state = e.local_state.as_deref().and_then(ConnState::from_csta);
     text(&mut ev.cause, e.cause.as_ref());
-    party(&mut ev.at, &e.subject);
-    party(&mut ev.calling, &e.calling);
-    party(&mut ev.called, &e.called);
-    party(&mut ev.redirected_from, &e.last_redirection);
-    party(&mut ev.target, &e.target);
+    party(&mut ev.at, &e.subject, frame, plan);
+    party(&mut ev.calling, &e.calling, frame, plan);
+    party(&mut ev.called, &e.called, frame, plan);
+    party(&mut ev.redirected_from, &e.last_redirection, frame, plan);
+    party(&mut ev.target, &e.target, frame, plan);
     text(&mut ev.agent_id, e.agent_id.as_ref());
     ev.do_not_disturb = e.do_not_disturb;
     text(&mut ev.forwarding_type, e.forwarding_type.as_ref());
