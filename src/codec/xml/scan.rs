@@ -699,43 +699,55 @@ pub(crate) fn unescape(raw: &str) -> Result<Cow<'_, str>, XmlError> {
 #[cold]
 fn unescape_from(raw: &str, first: usize) -> Result<String, XmlError> {
     let b = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
-    out.push_str(&raw[..first]);
+    // Built on bytes: the result is never longer than `raw` (a reference is longer than the
+    // character it stands for, a line end shrinks or stays), and pieces are pushed without
+    // `String`'s per-character encoding and checks.
+    let mut out = Vec::with_capacity(b.len());
+    out.extend_from_slice(&b[..first]);
     let mut i = first;
-    while i < b.len() {
-        match b[i] {
+    while let Some(&c) = b.get(i) {
+        match c {
             b'&' => {
-                // A reference we resolve is at most 12 bytes before its `;`: look only there.
+                // The predefined entities (nearly all references in CSTA: OSV's `N&lt;…&gt;`),
+                // recognised by their bytes.
+                let predefined = match b.get(i + 1..i + 4) {
+                    Some(b"lt;") => Some((b'<', 4)),
+                    Some(b"gt;") => Some((b'>', 4)),
+                    Some(b"amp") if b.get(i + 4) == Some(&b';') => Some((b'&', 5)),
+                    Some(b"quo") if b.get(i + 4..i + 6) == Some(b"t;") => Some((b'"', 6)),
+                    Some(b"apo") if b.get(i + 4..i + 6) == Some(b"s;") => Some((b'\'', 6)),
+                    _ => None,
+                };
+                if let Some((ch, n)) = predefined {
+                    out.push(ch);
+                    i += n;
+                    continue;
+                }
+                // A character reference is at most 12 bytes before its `;`: look only there.
                 let window = b.get(i..b.len().min(i + 13)).unwrap_or_default();
                 let Some(semi) = window.iter().position(|&c| c == b';') else {
                     return Err(XmlError::BadReference(truncate(&raw[i..])));
                 };
-                let ent = &raw[i + 1..i + semi];
-                let ch = match ent {
-                    "lt" => '<',
-                    "gt" => '>',
-                    "amp" => '&',
-                    "quot" => '"',
-                    "apos" => '\'',
-                    _ => {
-                        char_ref(ent).ok_or_else(|| XmlError::BadReference(truncate(&raw[i..])))?
-                    }
-                };
-                out.push(ch);
+                let ch = char_ref(&raw[i + 1..i + semi])
+                    .ok_or_else(|| XmlError::BadReference(truncate(&raw[i..])))?;
+                out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
                 i += semi + 1;
             }
             b'\r' => {
-                out.push('\n');
+                out.push(b'\n');
                 i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
             }
             _ => {
                 let next = find_any(b, i, [b'&', b'\r']).unwrap_or(b.len());
-                out.push_str(&raw[i..next]);
+                out.extend_from_slice(&b[i..next]);
                 i = next;
             }
         }
     }
-    Ok(out)
+    // SAFETY: `out` is `raw` (valid UTF-8) with some ASCII-delimited pieces replaced: every cut
+    // is at an ASCII byte (`&`, `;`, `\r`), so the pieces copied are whole characters, and what
+    // replaces a piece is an ASCII byte or a whole encoded `char`.
+    Ok(unsafe { String::from_utf8_unchecked(out) })
 }
 
 /// Line-end normalization for CDATA (which has no references).
@@ -984,6 +996,14 @@ mod tests {
         );
         assert_eq!(unescape("a\r\nb\rc&#13;").unwrap(), "a\nb\nc\r");
         assert!(unescape("&bogus;").is_err());
+        // The predefined entities whole, and their near misses.
+        assert_eq!(
+            unescape("&quot;&apos;&amp;&lt;&gt;é&#xE9;").unwrap(),
+            "\"'&<>éé"
+        );
+        for bad in ["&lt", "&gt", "&amp", "&quo;", "&apos", "&am;", "&l;", "x&"] {
+            assert!(unescape(bad).is_err(), "{bad}");
+        }
         assert!(unescape("&#0;").is_err());
         assert!(unescape("&#x;").is_err());
         assert!(unescape("&#+5;").is_err());
