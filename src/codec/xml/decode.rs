@@ -386,6 +386,17 @@ fn root_tag<'a>(
         .len()
         .checked_sub(local.len() + 1)
         .and_then(|end| qname.get(..end));
+    // What nearly every peer writes: the default namespace as the only attribute. Read directly;
+    // the general loop below gives the same result for it.
+    if prefix.is_none()
+        && b.get(at..at + 8) == Some(b" xmlns=\"")
+        && let Some((close, plain)) = attr_value_end(b, at + 8, b'"')
+        && b[close] == b'"'
+        && b.get(close + 1) == Some(&b'>')
+    {
+        let value = slice(s, at + 8, close);
+        return Ok((close + 1, false, namespace_value((value, plain))?));
+    }
     let mut raw = None;
     let mut i = at;
     let mut count = 0;
@@ -2573,5 +2584,29 @@ mod tests {
         assert_eq!(d.namespace.as_deref(), Some("urn:& x"));
         let d = decode(b"<a xmlns=''/>").unwrap();
         assert_eq!(d.namespace, None);
+        // The usual root (`<Root xmlns="…">`, read directly) and its near forms (read by the
+        // general attribute loop) agree.
+        let ns = |doc: &str| {
+            decode(doc.as_bytes())
+                .map(|d| d.namespace.map(|n| n.into_owned()))
+                .map_err(|e| e.kind())
+        };
+        for (doc, want) in [
+            ("<a xmlns=\"urn:x\"></a>", Ok(Some("urn:x"))),
+            ("<a xmlns=\"urn:x\" ></a>", Ok(Some("urn:x"))),
+            ("<a xmlns=\"urn:x\"/>", Ok(Some("urn:x"))),
+            ("<a xmlns=\"urn:&amp;\tx\"></a>", Ok(Some("urn:& x"))),
+            ("<a xmlns=\"\"></a>", Ok(None)),
+            (
+                "<p:a xmlns=\"urn:x\" xmlns:p=\"urn:p\"></p:a>",
+                Ok(Some("urn:p")),
+            ),
+            ("<p:a xmlns=\"urn:x\"></p:a>", Ok(None)),
+            ("<a xmlns=\"urn:x\" xmlns=\"urn:y\"></a>", Err("syntax")),
+            ("<a xmlns=\"urn:<x\"></a>", Err("syntax")),
+            ("<a xmlns=\"urn:x\"x='1'></a>", Err("syntax")),
+        ] {
+            assert_eq!(ns(doc), want.map(|n| n.map(str::to_owned)), "{doc}");
+        }
     }
 }
