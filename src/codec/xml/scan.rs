@@ -696,57 +696,178 @@ pub(crate) fn unescape(raw: &str) -> Result<Cow<'_, str>, XmlError> {
     }
 }
 
-#[cold]
-fn unescape_from(raw: &str, first: usize) -> Result<String, XmlError> {
-    let b = raw.as_bytes();
-    // Built on bytes: the result is never longer than `raw` (a reference is longer than the
-    // character it stands for, a line end shrinks or stays), and pieces are pushed without
-    // `String`'s per-character encoding and checks.
-    let mut out = Vec::with_capacity(b.len());
-    out.extend_from_slice(&b[..first]);
-    let mut i = first;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'&' => {
-                // The predefined entities (nearly all references in CSTA: OSV's `N&lt;…&gt;`),
-                // recognised by their bytes.
-                let predefined = match b.get(i + 1..i + 4) {
-                    Some(b"lt;") => Some((b'<', 4)),
-                    Some(b"gt;") => Some((b'>', 4)),
-                    Some(b"amp") if b.get(i + 4) == Some(&b';') => Some((b'&', 5)),
-                    Some(b"quo") if b.get(i + 4..i + 6) == Some(b"t;") => Some((b'"', 6)),
-                    Some(b"apo") if b.get(i + 4..i + 6) == Some(b"s;") => Some((b'\'', 6)),
-                    _ => None,
-                };
-                if let Some((ch, n)) = predefined {
-                    out.push(ch);
-                    i += n;
-                    continue;
-                }
-                // A character reference is at most 12 bytes before its `;`: look only there.
-                let window = b.get(i..b.len().min(i + 13)).unwrap_or_default();
-                let Some(semi) = window.iter().position(|&c| c == b';') else {
-                    return Err(XmlError::BadReference(truncate(&raw[i..])));
-                };
-                let ch = char_ref(&raw[i + 1..i + semi])
-                    .ok_or_else(|| XmlError::BadReference(truncate(&raw[i..])))?;
-                out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
-                i += semi + 1;
-            }
-            b'\r' => {
-                out.push(b'\n');
-                i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
-            }
-            _ => {
-                let next = find_any(b, i, [b'&', b'\r']).unwrap_or(b.len());
-                out.extend_from_slice(&b[i..next]);
-                i = next;
-            }
+/// A little-endian word of up to eight bytes, for comparing references as integers.
+const fn le(s: &[u8]) -> u64 {
+    let mut w = 0;
+    let mut k = 0;
+    while k < s.len() {
+        w |= (s[k] as u64) << (8 * k);
+        k += 1;
+    }
+    w
+}
+
+/// Copies `n` < 16 bytes with at most two overlapping fixed-size moves (a `memcpy` call costs
+/// more than the copy for so few bytes).
+///
+/// # Safety
+/// `src` must be readable and `dst` writable for `n` bytes, and the two ranges must not overlap.
+#[inline(always)]
+unsafe fn copy_short(src: *const u8, dst: *mut u8, n: usize) {
+    debug_assert!(n < 16);
+    // SAFETY: every access is inside the first `n` bytes of `src` or `dst` (each pair covers
+    // `0..w` and `n - w..n` with `w <= n`), which the caller vouches for; unaligned accesses
+    // are used throughout.
+    unsafe {
+        if n >= 8 {
+            let (x, y) = (
+                src.cast::<u64>().read_unaligned(),
+                src.add(n - 8).cast::<u64>().read_unaligned(),
+            );
+            dst.cast::<u64>().write_unaligned(x);
+            dst.add(n - 8).cast::<u64>().write_unaligned(y);
+        } else if n >= 4 {
+            let (x, y) = (
+                src.cast::<u32>().read_unaligned(),
+                src.add(n - 4).cast::<u32>().read_unaligned(),
+            );
+            dst.cast::<u32>().write_unaligned(x);
+            dst.add(n - 4).cast::<u32>().write_unaligned(y);
+        } else if n >= 2 {
+            let (x, y) = (
+                src.cast::<u16>().read_unaligned(),
+                src.add(n - 2).cast::<u16>().read_unaligned(),
+            );
+            dst.cast::<u16>().write_unaligned(x);
+            dst.add(n - 2).cast::<u16>().write_unaligned(y);
+        } else if n == 1 {
+            *dst = *src;
         }
     }
+}
+
+#[cold]
+fn unescape_from(raw: &str, first: usize) -> Result<String, XmlError> {
+    const SPECIAL: [u8; 2] = [b'&', b'\r'];
+    let b = raw.as_bytes();
+    let len = b.len();
+    // The last 16 bytes of `raw` (all of it, right-aligned, when shorter), then eight zeros:
+    // byte `p` of the tail is `last[p + 16 - len]`, and chunks and words of the tail are read
+    // from here instead of byte by byte (a zero is never a special or part of a reference).
+    let mut last = [0u8; 24];
+    match chunk(b, len.wrapping_sub(16)) {
+        Some(c) => last[..16].copy_from_slice(c),
+        // SAFETY: `len < 16` here, so `b` is readable for `len` bytes and `last` writable for
+        // them at `16 - len`; a local array and a borrowed `str` do not overlap.
+        None => unsafe { copy_short(b.as_ptr(), last.as_mut_ptr().add(16 - len), len) },
+    }
+    let tail_specials = any_of(array_at::<16>(&last, 0).unwrap_or(&[0; 16]), SPECIAL);
+    // The result is never longer than `raw` (a reference is at least four bytes and stands for
+    // at most four, a line end shrinks or stays), so `raw.len()` bytes of capacity hold it, and
+    // as long as `o <= i` (output and input positions) a write of `raw`'s bytes from `i` at `o`
+    // stays inside the capacity. Runs are copied sixteen bytes at a time whole, the bytes after
+    // a special being overwritten by what follows.
+    let mut out = Vec::<u8>::with_capacity(len);
+    let dst = out.as_mut_ptr();
+    let (mut i, mut o) = (0, 0);
+    // Whole chunks before the first special need no scan.
+    while i + 16 <= first
+        && let Some(c) = chunk(b, i)
+    {
+        // SAFETY: `o == i` and `i + 16 <= len`, the capacity.
+        unsafe { dst.add(o).cast::<[u8; 16]>().write_unaligned(*c) };
+        i += 16;
+        o += 16;
+    }
+    loop {
+        // Copy up to the next special; `k`: its distance from `i`.
+        let k = if let Some(c) = chunk(b, i) {
+            // SAFETY: `o + 16 <= i + 16 <= len`, the capacity.
+            unsafe { dst.add(o).cast::<[u8; 16]>().write_unaligned(*c) };
+            let m = any_of(c, SPECIAL);
+            if m == 0 {
+                i += 16;
+                o += 16;
+                continue;
+            }
+            m.trailing_zeros() as usize
+        } else {
+            // Fewer than 16 bytes left: copy them all, and look for a special in `last`.
+            let rem = len - i;
+            // SAFETY: `b` is readable for `rem` bytes at `i`, and `o + rem <= i + rem = len`,
+            // the capacity; `out` is a new allocation, so they do not overlap.
+            unsafe { copy_short(b.as_ptr().add(i), dst.add(o), rem) };
+            // `rem <= 16`: the shift is in range (`rem == 0` gives no bits).
+            let m = tail_specials >> (16 - rem);
+            if m == 0 {
+                o += rem;
+                break;
+            }
+            m.trailing_zeros() as usize
+        };
+        i += k;
+        o += k;
+        // `b[i]` is `&` or `\r`, and `o <= i < len`.
+        if b.get(i) == Some(&b'\r') {
+            // SAFETY: `o < len`, the capacity.
+            unsafe { dst.add(o).write(b'\n') };
+            o += 1;
+            i += if b.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+            continue;
+        }
+        // The predefined entities (nearly all references in CSTA: OSV's `N&lt;…&gt;`),
+        // recognised as integers; near the end the word comes from `last` (zero-padded).
+        let w = match word(b, i) {
+            Some(w) => w,
+            // `i + 8 > len`, so the offset is 9..=15 and its eight bytes are inside `last`.
+            None => array_at::<8>(&last, i + 16 - len).map_or(0, |w| u64::from_le_bytes(*w)),
+        };
+        const M4: u64 = 0xFFFF_FFFF;
+        const M5: u64 = 0xFF_FFFF_FFFF;
+        const M6: u64 = 0xFFFF_FFFF_FFFF;
+        let predefined = if w & M4 == le(b"&lt;") {
+            Some((b'<', 4))
+        } else if w & M4 == le(b"&gt;") {
+            Some((b'>', 4))
+        } else if w & M5 == le(b"&amp;") {
+            Some((b'&', 5))
+        } else if w & M6 == le(b"&quot;") {
+            Some((b'"', 6))
+        } else if w & M6 == le(b"&apos;") {
+            Some((b'\'', 6))
+        } else {
+            None
+        };
+        if let Some((ch, n)) = predefined {
+            // SAFETY: `o < len`, the capacity.
+            unsafe { dst.add(o).write(ch) };
+            o += 1;
+            i += n;
+            continue;
+        }
+        // A character reference is at most 12 bytes before its `;`: look only there.
+        let window = b.get(i..len.min(i + 13)).unwrap_or_default();
+        let Some(semi) = window.iter().position(|&c| c == b';') else {
+            return Err(XmlError::BadReference(truncate(&raw[i..])));
+        };
+        let ch = char_ref(&raw[i + 1..i + semi])
+            .ok_or_else(|| XmlError::BadReference(truncate(&raw[i..])))?;
+        let mut enc = [0u8; 4];
+        ch.encode_utf8(&mut enc);
+        // SAFETY: `char_ref` accepted `&#` and at least one digit before the `;`, so the
+        // reference is at least four bytes and `o + 4 <= i + semi + 1 <= len`, the capacity.
+        unsafe { dst.add(o).cast::<[u8; 4]>().write_unaligned(enc) };
+        o += ch.len_utf8();
+        i += semi + 1;
+    }
+    // SAFETY: the capacity is `len` and `o <= len`; `out[..o]` is initialized: every step wrote
+    // its part at `o` before advancing `o` past it (a whole chunk's bytes beyond the part are
+    // overwritten by the next step or lie beyond the final length).
+    unsafe { out.set_len(o) };
     // SAFETY: `out` is `raw` (valid UTF-8) with some ASCII-delimited pieces replaced: every cut
-    // is at an ASCII byte (`&`, `;`, `\r`), so the pieces copied are whole characters, and what
-    // replaces a piece is an ASCII byte or a whole encoded `char`.
+    // is at an ASCII byte (`&`, `;`, `\r`) or is the end of one copy that the next copy
+    // continues from the same byte, so runs are copied whole, and what replaces a piece is an
+    // ASCII byte or a whole encoded `char`.
     Ok(unsafe { String::from_utf8_unchecked(out) })
 }
 
@@ -1013,6 +1134,90 @@ mod tests {
         assert!(unescape("x&#x0000000041;").is_err());
         assert!(unescape("x&amp").is_err());
         assert_eq!(normalize_eol("x\r\ny\r"), "x\ny\n");
+    }
+
+    /// The first reading of the rules on `str`, as an oracle for the chunked `unescape_from`.
+    fn unescape_oracle(raw: &str) -> Result<String, XmlError> {
+        let mut out = String::new();
+        let mut rest = raw;
+        while let Some(c) = rest.chars().next() {
+            match c {
+                '&' => {
+                    let (ch, n) = match () {
+                        _ if rest.starts_with("&lt;") => ('<', 4),
+                        _ if rest.starts_with("&gt;") => ('>', 4),
+                        _ if rest.starts_with("&amp;") => ('&', 5),
+                        _ if rest.starts_with("&quot;") => ('"', 6),
+                        _ if rest.starts_with("&apos;") => ('\'', 6),
+                        _ => {
+                            let bad = || XmlError::BadReference(truncate(rest));
+                            let semi = rest.bytes().take(13).position(|c| c == b';');
+                            let semi = semi.ok_or_else(bad)?;
+                            (char_ref(&rest[1..semi]).ok_or_else(bad)?, semi + 1)
+                        }
+                    };
+                    out.push(ch);
+                    rest = &rest[n..];
+                }
+                '\r' => {
+                    out.push('\n');
+                    rest = rest.strip_prefix("\r\n").unwrap_or(&rest[1..]);
+                }
+                c => {
+                    out.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unescape_matches_the_oracle(
+            raw in "([a-z0-9;#\r\n\u{e9}\u{1F600}]|&(lt|gt|amp|quot|apos|#[0-9]{1,12}|#x[0-9a-fA-F]{1,11}|[a-z]{0,4});?){0,40}"
+        ) {
+            proptest::prop_assert_eq!(unescape(&raw).map(Cow::into_owned), unescape_oracle(&raw));
+        }
+    }
+
+    #[test]
+    fn unescapes_across_chunk_boundaries() {
+        let refs = [
+            "&lt;",
+            "&gt;",
+            "&amp;",
+            "&quot;",
+            "&apos;",
+            "&#65;",
+            "&#x1F600;",
+            "&#233;",
+            "\r",
+            "\r\n",
+            "&lt",
+            "&amp",
+            "&quot",
+            "&",
+            "&#0;",
+            "&#x0000000041;",
+        ];
+        for pad in 0..40 {
+            let text = "x".repeat(pad);
+            for r in refs {
+                for s in [
+                    format!("{text}{r}"),
+                    format!("{r}{text}"),
+                    format!("{text}{r}{text}{r}"),
+                    format!("{text}{r}é{r}{text}"),
+                ] {
+                    assert_eq!(
+                        unescape(&s).map(Cow::into_owned),
+                        unescape_oracle(&s),
+                        "{s:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
