@@ -422,6 +422,27 @@ mod tests {
     }
 
     #[test]
+    fn clone_and_assign_copy_every_form_into_every_form() {
+        let long = "a text long enough that it is not stored inline, 52 b";
+        let forms = ["", "x", "+4989700123", &"i".repeat(INLINE), long];
+        for from in forms {
+            let src = Text::from(from);
+            let copy = src.clone();
+            assert_eq!((copy.as_str(), shared_ptr(&copy)), (from, shared_ptr(&src)));
+            for onto in forms {
+                let mut t = Text::from(onto);
+                t.assign(&src);
+                // A shared text is shared again, not copied; an inline one is inline.
+                assert_eq!(
+                    (t.as_str(), shared_ptr(&t)),
+                    (from, shared_ptr(&src)),
+                    "{onto:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn str_lookups_in_hash_maps() {
         let mut m = std::collections::HashMap::new();
         m.insert(Text::from("X100"), 1);
