@@ -6,7 +6,7 @@
 
 use ctigate::codec::framing::{Deframer, MAX_WIRE_FRAME};
 use ctigate::codec::xml::{
-    self, Connection, Device, Document, Event, Message, Response, Str, reference,
+    self, Connection, Device, Document, Event, Message, Response, SnapshotCall, Str, reference,
 };
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
@@ -160,11 +160,7 @@ fn response(r: &Response<'_>) -> Value {
         } => json!({
             "type": "SnapshotDevice",
             "service_cross_ref": o(service_cross_ref),
-            "calls": calls.iter().map(|c| json!({
-                "connection": conn(&c.connection),
-                "endpoint": c.endpoint.as_ref().map(dev),
-                "states": c.states.iter().map(s).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
+            "calls": calls.iter().map(snapshot_call).collect::<Vec<_>>(),
         }),
         Response::SnapshotCall { parties } => json!({
             "type": "SnapshotCall",
@@ -222,6 +218,14 @@ fn response(r: &Response<'_>) -> Value {
     }
 }
 
+fn snapshot_call(c: &SnapshotCall<'_>) -> Value {
+    json!({
+        "connection": conn(&c.connection),
+        "endpoint": c.endpoint.as_ref().map(dev),
+        "states": c.states.iter().map(s).collect::<Vec<_>>(),
+    })
+}
+
 /// The document as JSON: what the expected files hold.
 fn document(d: &Document<'_>) -> Value {
     let message = match &d.message {
@@ -241,6 +245,13 @@ fn document(d: &Document<'_>) -> Value {
                 "id": d.id.as_deref(),
                 "category": d.category.as_deref(),
             })).collect::<Vec<_>>(),
+        }),
+        Message::SnapshotDeviceData(seg) => json!({
+            "type": "SnapshotDeviceData",
+            "service_cross_ref": seg.service_cross_ref.as_deref(),
+            "segment_id": seg.segment_id,
+            "last_segment": seg.last_segment,
+            "calls": seg.calls.iter().map(snapshot_call).collect::<Vec<_>>(),
         }),
         Message::Response(r) => json!({ "type": "response", "response": response(r) }),
         Message::Error(e) => json!({

@@ -328,7 +328,7 @@ fn csta_code(category: &str, value: &str) -> &'static str {
         | "performanceManagement" => "pbx_busy",
         "operation" => {
             let v = value.to_ascii_lowercase();
-            if v.starts_with("privilegeviolation") {
+            if v.starts_with("privilegeviolation") || v == "securityviolation" {
                 "not_permitted"
             } else if v.contains("callid")
                 || v.contains("connectionid")
@@ -370,6 +370,13 @@ mod tests {
             "invalid_state"
         );
         assert_eq!(e("operation", "invalidCallID").code(), "invalid_call");
+        assert_eq!(e("operation", "securityViolation").code(), "not_permitted");
+        assert_eq!(e("operation", "generic").code(), "rejected");
+        // The documented examples (protocols/connector-api.md).
+        assert_eq!(
+            e("stateIncompatibility", "invalidObjectState").code(),
+            "invalid_state"
+        );
         assert_eq!(e("operation", "invalidConnectionID").code(), "invalid_call");
         assert_eq!(
             e("operation", "invalidDestination").code(),

@@ -22,8 +22,8 @@ use super::scan::{
 };
 use super::{
     AgentStateEntry, Connection, CstaError, Device, DeviceList, Document, Event, EventKind,
-    ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall, SnapshotParty, Str,
-    XmlError,
+    ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall, SnapshotParty,
+    SnapshotSegment, Str, XmlError,
 };
 use std::borrow::Cow;
 
@@ -549,6 +549,19 @@ fn message<'a>(
                 service_cross_ref: s.service_cross_ref,
             })
         }
+        "SnapshotDeviceData" => {
+            let sink = SnapshotDeviceSink {
+                segment: true,
+                ..SnapshotDeviceSink::default()
+            };
+            let s = run(sc, qname, empty, sink)?;
+            Message::SnapshotDeviceData(SnapshotSegment {
+                service_cross_ref: s.service_cross_ref,
+                segment_id: s.segment_id,
+                last_segment: s.last_segment,
+                calls: s.calls,
+            })
+        }
         "SnapshotCallResponse" => {
             let s = run(sc, qname, empty, SnapshotCallSink::default())?;
             Message::Response(Response::SnapshotCall { parties: s.0 })
@@ -642,7 +655,6 @@ fn is_request(name: &str) -> bool {
             | "MonitorStart"
             | "MonitorStop"
             | "SnapshotDevice"
-            | "SnapshotDeviceData"
             | "MakeCall"
             | "GetSwitchingFunctionDevices"
             | "StartApplicationSession"
@@ -1330,24 +1342,40 @@ impl<'a> Sink<'a> for ErrorSink<'a> {
     }
 }
 
+/// `SnapshotDeviceResponse` (the calls under `crossRefIDorSnapshotData/snapshotData`) and
+/// `SnapshotDeviceData` (one segment: the calls under `snapshotData`, with its segment fields).
 #[derive(Default)]
 struct SnapshotDeviceSink<'a> {
+    /// Decoding a `SnapshotDeviceData` segment rather than a response.
+    segment: bool,
     calls: Vec<SnapshotCall<'a>>,
     service_cross_ref: Option<Str<'a>>,
+    segment_id: Option<u32>,
+    last_segment: Option<bool>,
+}
+
+impl<'a> SnapshotDeviceSink<'a> {
+    /// The path below the element that holds `snapshotData`.
+    fn inner<'p>(&self, path: &'p [Sym]) -> Option<&'p [Sym]> {
+        if self.segment {
+            Some(path)
+        } else {
+            match path {
+                [Sym::CrossRefIdorSnapshotData, rest @ ..] => Some(rest),
+                _ => None,
+            }
+        }
+    }
 }
 
 impl<'a> Sink<'a> for SnapshotDeviceSink<'a> {
     fn open(&mut self, parents: &[Sym], sym: Sym, _: &'a [u8]) -> bool {
         use Sym::*;
-        match *parents {
-            [CrossRefIdorSnapshotData, SnapshotData] if sym == SnapshotDeviceResponseInfo => {
+        match self.inner(parents) {
+            Some([SnapshotData]) if sym == SnapshotDeviceResponseInfo => {
                 self.calls.push(SnapshotCall::default());
             }
-            [
-                CrossRefIdorSnapshotData,
-                SnapshotData,
-                SnapshotDeviceResponseInfo,
-            ] => {
+            Some([SnapshotData, SnapshotDeviceResponseInfo]) => {
                 if let Some(call) = self.calls.last_mut() {
                     match sym {
                         ConnectionIdentifier => call.connection = super::Connection::default(),
@@ -1363,17 +1391,23 @@ impl<'a> Sink<'a> for SnapshotDeviceSink<'a> {
 
     fn leaf(&mut self, path: &[Sym], _: &'a [u8], v: Str<'a>) {
         use Sym::*;
-        if let [CrossRefIdorSnapshotData, ServiceCrossRefId] = path {
-            self.service_cross_ref = Some(v);
-            return;
+        match (self.segment, path) {
+            (false, [CrossRefIdorSnapshotData, ServiceCrossRefId])
+            | (true, [ServiceCrossRefId]) => {
+                self.service_cross_ref = Some(v);
+                return;
+            }
+            (true, [SegmentId]) => {
+                self.segment_id = parse_u32(&v);
+                return;
+            }
+            (true, [LastSegment]) => {
+                self.last_segment = parse_bool(&v);
+                return;
+            }
+            _ => {}
         }
-        let [
-            CrossRefIdorSnapshotData,
-            SnapshotData,
-            SnapshotDeviceResponseInfo,
-            rest @ ..,
-        ] = path
-        else {
+        let Some([SnapshotData, SnapshotDeviceResponseInfo, rest @ ..]) = self.inner(path) else {
             return;
         };
         let Some(call) = self.calls.last_mut() else {

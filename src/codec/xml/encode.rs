@@ -390,21 +390,43 @@ impl Writer<'_> {
 pub fn escape_into(s: &str, out: &mut BytesMut) {
     let b = s.as_bytes();
     let mut last = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let rep: &[u8] = match c {
-            b'<' => b"&lt;",
-            b'>' => b"&gt;",
-            b'&' => b"&amp;",
-            b'"' => b"&quot;",
-            b'\'' => b"&apos;",
-            _ => continue,
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let (rep, len): (&[u8], usize) = match c {
+            b'<' => (b"&lt;", 1),
+            b'>' => (b"&gt;", 1),
+            b'&' => (b"&amp;", 1),
+            b'"' => (b"&quot;", 1),
+            b'\'' => (b"&apos;", 1),
+            // A literal CR would reach the switch as LF (XML end-of-line handling).
+            b'\r' => (b"&#13;", 1),
+            b'\t' | b'\n' => {
+                i += 1;
+                continue;
+            }
+            // Other C0 controls, U+FFFE and U+FFFF are not XML characters, not even as references:
+            // sending one would make the whole request unreadable, so it becomes U+FFFD and the
+            // switch refuses the odd value on its own terms.
+            0..=0x1f => (REPLACEMENT, 1),
+            0xef if b.get(i + 1) == Some(&0xbf) && matches!(b.get(i + 2), Some(0xbe | 0xbf)) => {
+                (REPLACEMENT, 3)
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&b[last..i]);
         out.extend_from_slice(rep);
-        last = i + 1;
+        i += len;
+        last = i;
     }
     out.extend_from_slice(&b[last..]);
 }
+
+/// U+FFFD in UTF-8.
+const REPLACEMENT: &[u8] = "\u{fffd}".as_bytes();
 
 #[cfg(test)]
 mod tests {
@@ -415,6 +437,27 @@ mod tests {
         let mut out = BytesMut::new();
         encode(req, ns::ED4, &mut out);
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn control_characters_never_make_a_document_unreadable() {
+        let mut out = BytesMut::new();
+        escape_into(
+            "a\rb\tc\nd\u{1}e\u{1f}f\u{fffe}g\u{ffff}h\u{fffd}é",
+            &mut out,
+        );
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "a&#13;b\tc\nd\u{fffd}e\u{fffd}f\u{fffd}g\u{fffd}h\u{fffd}é"
+        );
+        let s = enc(&Request::MakeCall {
+            calling: "100\r",
+            called: "1\u{0}2",
+        });
+        let Message::Request = decode(s.as_bytes()).unwrap().message else {
+            panic!("{s}")
+        };
+        assert!(s.contains("<callingDevice>100&#13;</callingDevice>"), "{s}");
     }
 
     #[test]

@@ -178,6 +178,9 @@ pub enum Message<'a> {
     /// `SwitchingFunctionDevices`: one segment of the device list the switch sends after a
     /// `GetSwitchingFunctionDevices`; not answered.
     SwitchingFunctionDevices(DeviceList<'a>),
+    /// `SnapshotDeviceData`: one segment of a snapshot the switch sends after a
+    /// `SnapshotDeviceResponse` that carried only a `serviceCrossRefID`; not answered.
+    SnapshotDeviceData(SnapshotSegment<'a>),
     /// A positive response.
     Response(Response<'a>),
     /// `CSTAErrorCode`, or an ECMA-354 `…NegResponse`: the negative response to a request.
@@ -199,6 +202,7 @@ impl Message<'_> {
                 register_id: register_id.detach(),
             },
             Message::SwitchingFunctionDevices(l) => Message::SwitchingFunctionDevices(l.detach()),
+            Message::SnapshotDeviceData(s) => Message::SnapshotDeviceData(s.detach()),
             Message::Response(r) => Message::Response(r.into_owned()),
             Message::Error(e) => Message::Error(CstaError {
                 category: own(e.category),
@@ -406,6 +410,32 @@ impl Detach for SnapshotParty<'_> {
             device: self.device.detach(),
             connection: self.connection.detach(),
             state: self.state.detach(),
+        }
+    }
+}
+
+/// One segment of a segmented snapshot (`SnapshotDeviceData`).
+#[serde_with::skip_serializing_none]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct SnapshotSegment<'a> {
+    /// `serviceCrossRefID`, as in the `SnapshotDeviceResponse`.
+    pub service_cross_ref: Option<Str<'a>>,
+    /// `segmentID`.
+    pub segment_id: Option<u32>,
+    /// `lastSegment`: `true` on the final segment.
+    pub last_segment: Option<bool>,
+    /// `snapshotData/snapshotDeviceResponseInfo` entries.
+    pub calls: Vec<SnapshotCall<'a>>,
+}
+
+impl Detach for SnapshotSegment<'_> {
+    type Owned = SnapshotSegment<'static>;
+    fn detach(self) -> SnapshotSegment<'static> {
+        SnapshotSegment {
+            service_cross_ref: self.service_cross_ref.detach(),
+            segment_id: self.segment_id,
+            last_segment: self.last_segment,
+            calls: self.calls.detach(),
         }
     }
 }

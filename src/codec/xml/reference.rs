@@ -24,7 +24,7 @@
 use super::{
     AgentInfo, AgentStateEntry, Charging, Connection, CstaError, Device, DeviceList, Document,
     Event, EventKind, ForwardItem, ListedDevice, MAX_DEPTH, Message, Response, SnapshotCall,
-    SnapshotParty, XmlError,
+    SnapshotParty, SnapshotSegment, XmlError,
 };
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesRef, Event as Q};
@@ -433,6 +433,12 @@ fn message(root: &Node) -> Message<'static> {
                 })
                 .collect(),
         }),
+        "SnapshotDeviceData" => Message::SnapshotDeviceData(SnapshotSegment {
+            service_cross_ref: leaf("serviceCrossRefID"),
+            segment_id: number(root.leaf(&["segmentID"])),
+            last_segment: boolean(root.leaf(&["lastSegment"])),
+            calls: snapshot_calls(root, &["snapshotData", "snapshotDeviceResponseInfo"]),
+        }),
         "CSTAErrorCode" => Message::Error(error(root.children.iter())),
         n if n.ends_with("NegResponse") => Message::Error(error(
             root.all(&["errorCode"])
@@ -539,7 +545,6 @@ fn message(root: &Node) -> Message<'static> {
         | "MonitorStart"
         | "MonitorStop"
         | "SnapshotDevice"
-        | "SnapshotDeviceData"
         | "MakeCall"
         | "GetSwitchingFunctionDevices"
         | "StartApplicationSession"
@@ -581,12 +586,22 @@ fn features(root: &Node, group: &str) -> Vec<Cow<'static, str>> {
 }
 
 fn snapshot_device(root: &Node) -> Response<'static> {
-    let calls = root
-        .all(&[
+    let calls = snapshot_calls(
+        root,
+        &[
             "crossRefIDorSnapshotData",
             "snapshotData",
             "snapshotDeviceResponseInfo",
-        ])
+        ],
+    );
+    Response::SnapshotDevice {
+        calls,
+        service_cross_ref: opt(root.leaf(&["crossRefIDorSnapshotData", "serviceCrossRefID"])),
+    }
+}
+
+fn snapshot_calls(root: &Node, path: &[&str]) -> Vec<SnapshotCall<'static>> {
+    root.all(path)
         .into_iter()
         .map(|c| {
             let mut states: Vec<&Node> = c
@@ -612,11 +627,7 @@ fn snapshot_device(root: &Node) -> Response<'static> {
                     .collect(),
             }
         })
-        .collect();
-    Response::SnapshotDevice {
-        calls,
-        service_cross_ref: opt(root.leaf(&["crossRefIDorSnapshotData", "serviceCrossRefID"])),
-    }
+        .collect()
 }
 
 /// Element names by the event field they fill.

@@ -128,6 +128,18 @@ enum Pending {
     },
 }
 
+/// A snapshot the switch answered with a `serviceCrossRefID`: its calls arrive in
+/// `SnapshotDeviceData` segments, and the resync waits for the last one.
+struct SnapshotAssembly {
+    device: usize,
+    call_ids: Vec<Text>,
+    /// Dropped (no resync) if the next segment is not here by then.
+    deadline: Instant,
+}
+
+/// More calls than any one device can hold: a switch that keeps sending segments is not followed.
+const MAX_SNAPSHOT_CALLS: usize = 4096;
+
 struct PendingEntry {
     what: Pending,
     deadline: Instant,
@@ -157,6 +169,8 @@ pub struct Session {
     pending: HashMap<u16, PendingEntry>,
     devices: Vec<Dev>,
     by_cross_ref: HashMap<Text, usize>,
+    /// Segmented snapshots being assembled, by `serviceCrossRefID`.
+    snapshots: HashMap<Text, SnapshotAssembly>,
     monitor_queue: VecDeque<usize>,
     tokens: f64,
     last_refill: Instant,
@@ -201,6 +215,7 @@ impl Session {
             pending: HashMap::new(),
             devices,
             by_cross_ref: HashMap::new(),
+            snapshots: HashMap::new(),
             monitor_queue: VecDeque::new(),
             tokens: f64::from(cfg.monitor_rate.max(1)),
             last_refill: now,
@@ -338,6 +353,7 @@ impl Session {
             Message::SwitchingFunctionDevices(list) => {
                 debug!(link = %self.cfg.pbx, devices = list.devices.len(), "SwitchingFunctionDevices segment ignored");
             }
+            Message::SnapshotDeviceData(seg) => self.on_snapshot_segment(seg, now),
             Message::Request => {
                 debug!(link = %self.cfg.pbx, request = %doc.name, "switch request not served");
             }
@@ -509,16 +525,33 @@ impl Session {
                 self.monitor_failed(i, reason, now);
             }
             (Pending::MonitorStop, _) => {}
-            (Pending::Snapshot(i), Ok(Response::SnapshotDevice { calls, .. })) => {
-                let call_ids = calls
-                    .iter()
-                    .filter_map(|c| c.connection.call_id.as_deref())
-                    .map(Text::from)
-                    .collect();
-                self.out.push(Output::Snapshot {
-                    device: self.devices[i].name.clone(),
-                    call_ids,
-                });
+            (
+                Pending::Snapshot(i),
+                Ok(Response::SnapshotDevice {
+                    calls,
+                    service_cross_ref,
+                }),
+            ) => {
+                let call_ids = snapshot_call_ids(&calls);
+                match service_cross_ref {
+                    // The calls follow in SnapshotDeviceData segments: resync only once the last
+                    // is in, or an empty first answer would close every call at the device.
+                    Some(x) => {
+                        debug!(link = %self.cfg.pbx, device = %self.devices[i].name, "SnapshotDevice answered in segments");
+                        self.snapshots.insert(
+                            Text::from(x.as_ref()),
+                            SnapshotAssembly {
+                                device: i,
+                                call_ids,
+                                deadline: now + self.cfg.request_timeout,
+                            },
+                        );
+                    }
+                    None => self.out.push(Output::Snapshot {
+                        device: self.devices[i].name.clone(),
+                        call_ids,
+                    }),
+                }
             }
             (Pending::Snapshot(i), r) => {
                 debug!(link = %self.cfg.pbx, device = %self.devices[i].name, ok = r.is_ok(), "no usable SnapshotDevice answer; no resync");
@@ -534,6 +567,33 @@ impl Session {
                 metrics::counter!("ctigate_link_commands_total", "link" => self.cfg.pbx.to_string(), "command" => name, "outcome" => if result.is_ok() { "ok" } else { "rejected" }).increment(1);
                 self.out.push(Output::Reply(reply, result));
             }
+        }
+    }
+
+    /// One `SnapshotDeviceData` segment: collect its calls; the last one completes the resync.
+    fn on_snapshot_segment(&mut self, seg: xml::SnapshotSegment<'_>, now: Instant) {
+        let Some(x) = seg.service_cross_ref.as_deref() else {
+            debug!(link = %self.cfg.pbx, "SnapshotDeviceData without serviceCrossRefID ignored");
+            return;
+        };
+        let Some(a) = self.snapshots.get_mut(x) else {
+            debug!(link = %self.cfg.pbx, service_cross_ref = x, "SnapshotDeviceData for no snapshot of ours ignored");
+            return;
+        };
+        a.call_ids.extend(snapshot_call_ids(&seg.calls));
+        a.deadline = now + self.cfg.request_timeout;
+        if a.call_ids.len() > MAX_SNAPSHOT_CALLS {
+            let a = self.snapshots.remove(x);
+            warn!(link = %self.cfg.pbx, device = ?a.map(|a| self.devices[a.device].name.clone()), "segmented snapshot has more than {MAX_SNAPSHOT_CALLS} calls; no resync");
+            return;
+        }
+        if seg.last_segment == Some(true)
+            && let Some(a) = self.snapshots.remove(x)
+        {
+            self.out.push(Output::Snapshot {
+                device: self.devices[a.device].name.clone(),
+                call_ids: a.call_ids,
+            });
         }
     }
 
@@ -698,6 +758,13 @@ impl Session {
             )));
             return;
         }
+        self.snapshots.retain(|x, a| {
+            let keep = a.deadline > now;
+            if !keep {
+                warn!(link = %self.cfg.pbx, device = %self.devices[a.device].name, service_cross_ref = %x, "segmented snapshot never completed; no resync");
+            }
+            keep
+        });
         let expired: Vec<u16> = self
             .pending
             .iter()
@@ -840,8 +907,18 @@ impl Session {
             ));
         }
         self.by_cross_ref.clear();
+        self.snapshots.clear();
         metrics::gauge!("ctigate_link_monitored_devices", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml").set(0.0);
     }
+}
+
+/// The call ids of a snapshot's entries.
+fn snapshot_call_ids(calls: &[xml::SnapshotCall<'_>]) -> Vec<Text> {
+    calls
+        .iter()
+        .filter_map(|c| c.connection.call_id.as_deref())
+        .map(Text::from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -962,6 +1039,112 @@ mod tests {
             Some("+4930123")
         );
         assert_eq!(ev.ts_ms, 5);
+    }
+
+    /// A session with device 200 monitored, and the invoke id of its resync SnapshotDevice.
+    fn monitored_200(t0: Instant) -> (Session, u16) {
+        let mut s = Session::new(cfg(Dialect::RequestSystemStatus, &["200"]), t0);
+        let (f, _) = sent(&mut s);
+        s.on_frame(
+            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>normal</systemStatus></RequestSystemStatusResponse>"),
+            t0,
+            0,
+        );
+        let (f, _) = sent(&mut s);
+        s.on_frame(
+            &frame(f[0].0, "<MonitorStartResponse><monitorCrossRefID>9</monitorCrossRefID></MonitorStartResponse>"),
+            t0,
+            0,
+        );
+        let (f, _) = sent(&mut s);
+        assert_eq!(f[0].1, "SnapshotDevice");
+        (s, f[0].0)
+    }
+
+    fn segment(xref: &str, id: u32, last: bool, calls: &[&str]) -> Frame {
+        let infos: String = calls
+            .iter()
+            .map(|c| format!("<snapshotDeviceResponseInfo><connectionIdentifier><callID>{c}</callID><deviceID>200</deviceID></connectionIdentifier></snapshotDeviceResponseInfo>"))
+            .collect();
+        frame(
+            1,
+            &format!(
+                "<SnapshotDeviceData><serviceCrossRefID>{xref}</serviceCrossRefID><segmentID>{id}</segmentID><lastSegment>{last}</lastSegment><snapshotData>{infos}</snapshotData></SnapshotDeviceData>"
+            ),
+        )
+    }
+
+    fn snapshots(o: &[Output]) -> Vec<(String, Vec<String>)> {
+        o.iter()
+            .filter_map(|o| match o {
+                Output::Snapshot { device, call_ids } => Some((
+                    device.to_string(),
+                    call_ids.iter().map(|c| c.to_string()).collect(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_segmented_snapshot_resyncs_only_when_its_last_segment_is_in() {
+        let t0 = Instant::now();
+        let (mut s, snap) = monitored_200(t0);
+        // The answer names only a serviceCrossRefID: no resync yet (it would close every call).
+        s.on_frame(
+            &frame(snap, "<SnapshotDeviceResponse><crossRefIDorSnapshotData><serviceCrossRefID>S1</serviceCrossRefID></crossRefIDorSnapshotData></SnapshotDeviceResponse>"),
+            t0,
+            0,
+        );
+        let (f, o) = sent(&mut s);
+        assert!(f.is_empty(), "SnapshotDeviceData is not answered");
+        assert_eq!(snapshots(&o), vec![]);
+        // A segment of someone else's snapshot changes nothing.
+        s.on_frame(&segment("S9", 1, true, &["x"]), t0, 0);
+        assert_eq!(snapshots(&sent(&mut s).1), vec![]);
+        s.on_frame(&segment("S1", 1, false, &["c1", "c2"]), t0, 0);
+        assert_eq!(snapshots(&sent(&mut s).1), vec![]);
+        s.on_frame(&segment("S1", 2, true, &["c3"]), t0, 0);
+        assert_eq!(
+            snapshots(&sent(&mut s).1),
+            vec![("200".into(), vec!["c1".into(), "c2".into(), "c3".into()])]
+        );
+        // Done: a repeated last segment does not resync again.
+        s.on_frame(&segment("S1", 2, true, &["c3"]), t0, 0);
+        assert_eq!(snapshots(&sent(&mut s).1), vec![]);
+    }
+
+    #[test]
+    fn a_segmented_snapshot_that_never_completes_does_not_resync() {
+        let t0 = Instant::now();
+        let (mut s, snap) = monitored_200(t0);
+        s.on_frame(
+            &frame(snap, "<SnapshotDeviceResponse><crossRefIDorSnapshotData><serviceCrossRefID>S1</serviceCrossRefID></crossRefIDorSnapshotData></SnapshotDeviceResponse>"),
+            t0,
+            0,
+        );
+        s.on_frame(&segment("S1", 1, false, &["c1"]), t0, 0);
+        sent(&mut s);
+        // Past the request timeout (5 s) with no further segment: given up, quietly.
+        s.on_tick(t0 + Duration::from_secs(6));
+        s.on_frame(
+            &segment("S1", 2, true, &["c2"]),
+            t0 + Duration::from_secs(6),
+            0,
+        );
+        assert_eq!(snapshots(&sent(&mut s).1), vec![]);
+    }
+
+    #[test]
+    fn a_plain_snapshot_answer_resyncs_at_once() {
+        let t0 = Instant::now();
+        let (mut s, snap) = monitored_200(t0);
+        s.on_frame(
+            &frame(snap, "<SnapshotDeviceResponse><crossRefIDorSnapshotData><snapshotData/></crossRefIDorSnapshotData></SnapshotDeviceResponse>"),
+            t0,
+            0,
+        );
+        assert_eq!(snapshots(&sent(&mut s).1), vec![("200".into(), vec![])]);
     }
 
     #[test]
