@@ -63,6 +63,8 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         rate: opts.rate,
         dialect: Dialect::Osv,
         namespace: ns::ED4.into(),
+        namespace_prefix: None,
+        segmented_snapshots: false,
         tls: Some(certs.server_config(false)?),
         timing: Timing {
             step: Duration::from_millis(150),

@@ -218,9 +218,18 @@ enum SimCmd {
         /// With --dialect ecma354: longest session duration granted, seconds.
         #[arg(long, default_value_t = 180)]
         session_max_duration: u32,
-        /// How device ids appear in events: plain digits, OSV `N<…>;displayNumber=…`, or SIP URIs.
+        /// How device ids appear in events: plain digits, OSV `N<…>;displayNumber=…`, SIP URIs or
+        /// `tel:` URIs.
         #[arg(long, value_enum, default_value_t = SimDeviceStyle::Plain)]
         device_style: SimDeviceStyle,
+        /// Write every element with this namespace prefix (e.g. `csta`) instead of a default
+        /// namespace.
+        #[arg(long)]
+        namespace_prefix: Option<String>,
+        /// Answer SnapshotDevice with a serviceCrossRefID and send the calls in SnapshotDeviceData
+        /// segments.
+        #[arg(long)]
+        segmented_snapshots: bool,
     },
 }
 
@@ -229,6 +238,7 @@ enum SimDeviceStyle {
     Plain,
     Osv,
     Sip,
+    Tel,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -326,6 +336,8 @@ async fn main() -> Result<()> {
                     session_password,
                     session_max_duration,
                     device_style,
+                    namespace_prefix,
+                    segmented_snapshots,
                 },
         } => {
             init_logs(cli.log_format, "info");
@@ -355,8 +367,11 @@ async fn main() -> Result<()> {
                     SimDeviceStyle::Plain => ctigate::sim::csta_xml::DeviceStyle::Plain,
                     SimDeviceStyle::Osv => ctigate::sim::csta_xml::DeviceStyle::Osv,
                     SimDeviceStyle::Sip => ctigate::sim::csta_xml::DeviceStyle::SipUri,
+                    SimDeviceStyle::Tel => ctigate::sim::csta_xml::DeviceStyle::TelUri,
                 },
                 namespace,
+                namespace_prefix,
+                segmented_snapshots,
                 tls,
                 timing: Timing {
                     step: Duration::from_millis(100),

@@ -6,7 +6,7 @@ use common::{EnvOptions, LinkTls, metric, recv_until, start, wait_until};
 use ctigate::config::Dialect;
 use ctigate::connector::{Client, ClientError};
 use ctigate::model::LoginId;
-use ctigate::sim::csta_xml::Scenario;
+use ctigate::sim::csta_xml::{DeviceStyle, Scenario};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -916,4 +916,192 @@ async fn an_ecma354_login_with_a_wrong_password_is_refused() {
             &[("link", env.pbx.as_str()), ("reason", "protocol")]
         ) >= 1.0
     );
+}
+
+/// One namespace and device-id style end to end: events in, normalized events out (the device
+/// number extracted from its styled form), a command out in the configured namespace.
+async fn namespace_style(
+    name: &str,
+    dialect: Dialect,
+    namespace: &'static str,
+    prefix: Option<&'static str>,
+    style: DeviceStyle,
+) {
+    let mut o = EnvOptions::for_dialect(name, dialect);
+    o.devices = 1;
+    o.namespace = namespace;
+    o.namespace_prefix = prefix;
+    o.device_style = style;
+    o.timing.ring = Duration::from_millis(3000);
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    env.sim.play(&env.devices[0], Scenario::InboundMissed);
+    let d = recv_until(&mut c, T, |v| v["event"] == "delivered").await;
+    assert_eq!(d["login_id"], env.logins[0].as_str());
+    assert_eq!(d["direction"], "inbound", "{d}");
+    assert_eq!(d["called"]["number"], env.devices[0].as_str(), "{d}");
+    assert!(
+        d["calling"]["number"]
+            .as_str()
+            .is_some_and(|n| n.starts_with('+')),
+        "{d}"
+    );
+    let call = d["call_id"].as_str().unwrap().to_string();
+    c.send(&json!({"type":"answer","id":"a","login_id":env.logins[0],"call_id":call}))
+        .await
+        .unwrap();
+    let (r, _) = both(
+        &mut c,
+        |v| v["type"] == "result" && v["id"] == "a",
+        |v| v["event"] == "established" && v["call_id"] == call.as_str(),
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    // The gateway wrote every CSTA request in the profile's namespace, and echoed the switch's
+    // own connection ids.
+    assert_eq!(env.sim.requests_in_other_namespaces(), 0);
+    if style != DeviceStyle::Plain {
+        assert!(env.sim.styled_device_ids_received() >= 1);
+    }
+}
+
+mod namespaces {
+    use super::*;
+    use ctigate::codec::xml::encode::ns;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn osv_ed2_on_the_old_domain_with_osv_device_ids() {
+        namespace_style("ns-ed2", Dialect::Osv, ns::ED2, None, DeviceStyle::Osv).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ms_rcc_ed3_with_tel_uris() {
+        let d = Dialect::RequestSystemStatus;
+        namespace_style("ns-ed3", d, ns::ED3, None, DeviceStyle::TelUri).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn snom_ed5_with_sip_uris() {
+        let d = Dialect::RequestSystemStatus;
+        namespace_style("ns-ed5", d, ns::ED5, None, DeviceStyle::SipUri).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ed6() {
+        namespace_style("ns-ed6", Dialect::Osv, ns::ED6, None, DeviceStyle::Plain).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_namespace() {
+        namespace_style("ns-none", Dialect::Osv, "", None, DeviceStyle::Plain).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn prefixed_elements_in_an_ecma354_session() {
+        let (d, p) = (Dialect::Ecma354, Some("csta"));
+        namespace_style("ns-prefixed", d, ns::ED4, p, DeviceStyle::Plain).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_we_do_not_normalize_reaches_connectors_as_unknown_and_is_counted() {
+    let mut o = EnvOptions::for_dialect("unknown-event", Dialect::Osv);
+    o.devices = 1;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    env.sim.emit_event(
+        &env.devices[0],
+        "ButtonPressEvent",
+        &format!(
+            "<device><deviceIdentifier>{}</deviceIdentifier></device><button>7</button><vendorData><x>1</x></vendorData>",
+            env.devices[0]
+        ),
+    );
+    let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
+    assert_eq!(
+        (e["event"].as_str(), e["name"].as_str()),
+        (Some("unknown"), Some("ButtonPressEvent")),
+        "{e}"
+    );
+    assert_eq!(e["login_id"], env.logins[0].as_str());
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "ctigate_link_unknown_events_total",
+            &[("link", env.pbx.as_str())]
+        ),
+        1.0
+    );
+    // The link carries on.
+    env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+    recv_until(&mut c, T, |v| v["event"] == "established").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_sent_in_segments_closes_only_the_calls_the_pbx_lost() {
+    let mut o = EnvOptions::for_dialect("segmented-snapshot", Dialect::RequestSystemStatus);
+    o.devices = 1;
+    o.segmented_snapshots = true;
+    o.timing.talk = Duration::from_secs(60);
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    let login = LoginId::parse(&env.logins[0]).unwrap();
+    let resyncs = |m: &str| {
+        metric(
+            m,
+            "ctigate_link_resyncs_total",
+            &[("link", env.pbx.as_str()), ("outcome", "done")],
+        )
+    };
+    for _ in 0..2 {
+        env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+        recv_until(&mut c, T, |v| v["event"] == "established").await;
+    }
+    assert_eq!(env.gw.hub.calls(&login).unwrap().len(), 2);
+    let before = resyncs(&env.metrics().await);
+    // The link drops but the PBX keeps both calls: the resync, whose calls arrive one per
+    // segment after an answer that holds none, must close nothing.
+    assert!(env.sim.cut_mid_frame());
+    let mut m = String::new();
+    for _ in 0..200 {
+        m = env.metrics().await;
+        if resyncs(&m) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(resyncs(&m) > before, "no resync after the reconnect");
+    assert_eq!(env.sim.requests_received("SnapshotDevice"), 2);
+    assert_eq!(env.gw.hub.calls(&login).unwrap().len(), 2);
+    // Now the PBX loses them while the link is down: both are closed once the last segment is in.
+    env.sim.forget_calls();
+    assert!(env.sim.cut_mid_frame());
+    let lost = recv_until(&mut c, T, |v| v["event"] == "call_lost").await;
+    assert_eq!(lost["cause"], "resync");
+    recv_until(&mut c, T, |v| v["event"] == "call_lost").await;
+    assert!(env.gw.hub.calls(&login).unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orderly_stop_ends_monitors_and_the_application_session() {
+    let mut o = EnvOptions::for_dialect("orderly-stop", Dialect::Ecma354);
+    o.devices = 2;
+    let env = start(o).await;
+    env.wait_green().await;
+    wait_until(T, || env.sim.monitored() == 2).await;
+    let sim = env.sim.clone();
+    env.gw.stop().await;
+    wait_until(T, || sim.requests_received("StopApplicationSession") == 1).await;
+    assert_eq!(sim.requests_received("MonitorStop"), 2);
+    assert_eq!(sim.monitored(), 0);
 }

@@ -2,9 +2,12 @@
 //!
 //! It listens (TCP or TLS), speaks the 8-byte framing, opens the session per dialect (OSV style: it
 //! sends `SystemStatus` first; or it waits for `RequestSystemStatus`), answers SystemRegister,
-//! MonitorStart/Stop, SnapshotDevice, RequestSystemStatus, MakeCall, AnswerCall, ClearConnection,
+//! MonitorStart/Stop, SnapshotDevice (at once, or in `SnapshotDeviceData` segments),
+//! RequestSystemStatus, MakeCall, AnswerCall, ClearConnection,
 //! HoldCall and RetrieveCall, and plays call scenarios on its devices: inbound answered, inbound
-//! missed, outbound answered, outbound unanswered, hold and retrieve, blind transfer.
+//! missed, outbound answered, outbound unanswered, hold and retrieve, blind transfer. It writes
+//! in a default namespace, in none, or with a prefix on every element, and its device ids plain,
+//! OSV style, or as `sip:`/`tel:` URIs ([`DeviceStyle`]).
 //!
 //! It reads requests with quick-xml, not with the gateway's own decoder, so the two are checked
 //! against each other. Tests steer it through [`Simulator`] (play a scenario, inject raw bytes, cut
@@ -73,6 +76,12 @@ pub struct SimConfig {
     pub dialect: Dialect,
     /// Namespace URI of what the simulator sends.
     pub namespace: String,
+    /// Write every element with this prefix (`<csta:DeliveredEvent xmlns:csta="…">`) instead of
+    /// declaring a default namespace, as some switches do.
+    pub namespace_prefix: Option<String>,
+    /// Answer `SnapshotDevice` with a `serviceCrossRefID` only and send the calls afterwards in
+    /// `SnapshotDeviceData` segments, one call per segment (an empty last segment ends them).
+    pub segmented_snapshots: bool,
     /// TLS server config; plain TCP when `None`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Scenario pace.
@@ -100,6 +109,8 @@ pub enum DeviceStyle {
     Osv,
     /// SIP phones (uaCSTA): `sip:4001@pbx.example`.
     SipUri,
+    /// `tel:` URIs with a phone context (Microsoft RCC): `tel:4001;phone-context=pbx.example`.
+    TelUri,
 }
 
 impl DeviceStyle {
@@ -108,6 +119,7 @@ impl DeviceStyle {
             DeviceStyle::Plain => d.to_string(),
             DeviceStyle::Osv => format!("N<{d}>;displayNumber={d}"),
             DeviceStyle::SipUri => format!("sip:{d}@pbx.example"),
+            DeviceStyle::TelUri => format!("tel:{d};phone-context=pbx.example"),
         }
     }
 }
@@ -212,6 +224,10 @@ struct Shared {
     unresponsive: AtomicBool,
     /// Connection ids received in the styled (non-plain) form the simulator's events used.
     styled_ids: AtomicU64,
+    /// CSTA requests not in the simulator's own namespace.
+    foreign_ns: AtomicU64,
+    /// Root names of the requests received, in order.
+    requests: Mutex<Vec<String>>,
     rng: Mutex<StdRng>,
     stop: CancellationToken,
 }
@@ -248,6 +264,8 @@ impl Simulator {
             paused: AtomicBool::new(false),
             unresponsive: AtomicBool::new(false),
             styled_ids: AtomicU64::new(0),
+            foreign_ns: AtomicU64::new(0),
+            requests: Mutex::new(Vec::new()),
             stop: CancellationToken::new(),
         });
         match listener {
@@ -278,6 +296,12 @@ impl Simulator {
     /// Stops (or resumes) answering requests, like a switch that hangs.
     pub fn set_unresponsive(&self, on: bool) {
         self.sh.unresponsive.store(on, Ordering::Relaxed);
+    }
+
+    /// Sends event `name` for `device` on its monitor, with `inner` after the
+    /// `monitorCrossRefID` (events the scenarios do not play, such as vendor or button events).
+    pub fn emit_event(&self, device: &str, name: &str, inner: &str) {
+        emit(&self.sh, device, name, inner);
     }
 
     /// Writes raw bytes on the current connection (malformed-frame tests).
@@ -317,6 +341,20 @@ impl Simulator {
         self.sh.styled_ids.load(Ordering::Relaxed)
     }
 
+    /// CSTA requests received in a namespace other than the simulator's own (ECMA-354 session
+    /// requests, which have their own, excepted).
+    pub fn requests_in_other_namespaces(&self) -> u64 {
+        self.sh.foreign_ns.load(Ordering::Relaxed)
+    }
+
+    /// How many requests named `root` were received so far.
+    pub fn requests_received(&self, root: &str) -> usize {
+        lock(&self.sh.requests)
+            .iter()
+            .filter(|r| *r == root)
+            .count()
+    }
+
     /// Events sent so far.
     pub fn events_sent(&self) -> u64 {
         self.sh.events.load(Ordering::Relaxed)
@@ -336,6 +374,12 @@ impl Simulator {
     pub fn stop(&self) {
         self.sh.stop.cancel();
         lock(&self.sh.conn).take();
+    }
+}
+
+impl Shared {
+    fn prefix(&self) -> Option<&str> {
+        self.cfg.namespace_prefix.as_deref()
     }
 }
 
@@ -436,6 +480,7 @@ where
                 Wire::CutMidFrame => {
                     let frame = event_frame(
                         "",
+                        None,
                         "DeliveredEvent",
                         "0",
                         "<connection><callID>cut</callID><deviceID>0</deviceID></connection>",
@@ -452,6 +497,7 @@ where
     if sh.cfg.dialect == Dialect::Osv {
         let body = doc(
             &sh.cfg.namespace,
+            sh.prefix(),
             "SystemStatus",
             "<systemStatus>enabled</systemStatus>",
         );
@@ -503,6 +549,8 @@ where
 /// (first occurrence), plus `parent/leaf` keys for connection ids.
 struct Req {
     root: String,
+    /// The root's default namespace (`xmlns`), if it declares one.
+    namespace: Option<String>,
     leaves: HashMap<String, String>,
 }
 
@@ -519,13 +567,21 @@ fn parse_request(xml: &[u8]) -> Option<Req> {
     let mut stack: Vec<String> = Vec::new();
     let mut text = String::new();
     let mut root = None;
+    let mut namespace = None;
     let mut leaves = HashMap::new();
+    let default_ns = |e: &quick_xml::events::BytesStart<'_>| {
+        e.try_get_attribute("xmlns")
+            .ok()
+            .flatten()
+            .map(|a| a.value.into_owned())
+    };
     loop {
         match r.read_event().ok()? {
             Event::Start(e) => {
                 let name = e.local_name().as_ref().to_string();
                 if root.is_none() {
                     root = Some(name.clone());
+                    namespace = default_ns(&e);
                 }
                 stack.push(name);
                 text.clear();
@@ -534,6 +590,7 @@ fn parse_request(xml: &[u8]) -> Option<Req> {
                 let name = e.local_name().as_ref().to_string();
                 if root.is_none() {
                     root = Some(name);
+                    namespace = default_ns(&e);
                 }
             }
             Event::Text(t) => text.push_str(&t.xml10_content()),
@@ -567,6 +624,7 @@ fn parse_request(xml: &[u8]) -> Option<Req> {
     }
     Some(Req {
         root: root?,
+        namespace,
         leaves,
     })
 }
@@ -583,7 +641,10 @@ fn handle(
     }
     let ns = sh.cfg.namespace.clone();
     let reply = |root: &str, inner: &str| {
-        let _ = tx.send(Wire::Frame(frame(invoke, &doc(&ns, root, inner))));
+        let _ = tx.send(Wire::Frame(frame(
+            invoke,
+            &doc(&ns, sh.prefix(), root, inner),
+        )));
     };
     let Some(mut req) = parse_request(body) else {
         warn!("simulator: undecodable request");
@@ -603,10 +664,24 @@ fn handle(
         }
     }
     debug!(request = %req.root, "simulator request");
+    let session_request = matches!(
+        req.root.as_str(),
+        "StartApplicationSession" | "ResetApplicationSessionTimer" | "StopApplicationSession"
+    );
+    if !session_request && req.namespace.as_deref().unwrap_or("") != sh.cfg.namespace {
+        sh.foreign_ns.fetch_add(1, Ordering::Relaxed);
+        warn!(request = %req.root, namespace = ?req.namespace, expected = %sh.cfg.namespace, "simulator: request in another namespace");
+    }
+    lock(&sh.requests).push(req.root.clone());
     let appl = |root: &str, inner: &str| {
         let _ = tx.send(Wire::Frame(frame(
             invoke,
-            &doc(crate::codec::xml::encode::ns::APPL_SESSION, root, inner),
+            &doc(
+                crate::codec::xml::encode::ns::APPL_SESSION,
+                sh.prefix(),
+                root,
+                inner,
+            ),
         )));
     };
     if let Some(app) = &sh.cfg.app_session {
@@ -729,21 +804,54 @@ fn handle(
         "SnapshotDevice" => {
             let device = req.get("snapshotObject").unwrap_or("");
             let calls = lock(&sh.calls).get(device).cloned().unwrap_or_default();
-            let mut inner = String::from("<crossRefIDorSnapshotData><snapshotData>");
-            for c in calls {
-                let st = match c.state {
-                    CallState::Initiated => "initiated",
-                    CallState::Alerting => "alerting",
-                    CallState::Connected => "connected",
-                    CallState::Hold => "hold",
-                };
-                inner.push_str(&format!(
-                    "<snapshotDeviceResponseInfo><connectionIdentifier><callID>{}</callID><deviceID>{}</deviceID></connectionIdentifier><localCallState><compoundCallState><localConnectionState>{st}</localConnectionState></compoundCallState></localCallState></snapshotDeviceResponseInfo>",
-                    c.id, esc(device)
-                ));
+            let infos: Vec<String> = calls
+                .iter()
+                .map(|c| {
+                    let st = match c.state {
+                        CallState::Initiated => "initiated",
+                        CallState::Alerting => "alerting",
+                        CallState::Connected => "connected",
+                        CallState::Hold => "hold",
+                    };
+                    format!(
+                        "<snapshotDeviceResponseInfo><connectionIdentifier><callID>{}</callID><deviceID>{}</deviceID></connectionIdentifier><localCallState><compoundCallState><localConnectionState>{st}</localConnectionState></compoundCallState></localCallState></snapshotDeviceResponseInfo>",
+                        c.id,
+                        esc(device)
+                    )
+                })
+                .collect();
+            if sh.cfg.segmented_snapshots {
+                let xref = format!("snap-{}", sh.next_xref.fetch_add(1, Ordering::Relaxed));
+                reply(
+                    "SnapshotDeviceResponse",
+                    &format!(
+                        "<crossRefIDorSnapshotData><serviceCrossRefID>{xref}</serviceCrossRefID></crossRefIDorSnapshotData>"
+                    ),
+                );
+                // One call per segment, then an empty last one: the gateway must wait for it.
+                let last = infos.len() + 1;
+                for (i, info) in infos.iter().map(String::as_str).chain([""]).enumerate() {
+                    let body = doc(
+                        &ns,
+                        sh.prefix(),
+                        "SnapshotDeviceData",
+                        &format!(
+                            "<serviceCrossRefID>{xref}</serviceCrossRefID><segmentID>{}</segmentID><lastSegment>{}</lastSegment><snapshotData>{info}</snapshotData>",
+                            i + 1,
+                            i + 1 == last
+                        ),
+                    );
+                    let _ = tx.send(Wire::Frame(frame(InvokeId(1), &body)));
+                }
+            } else {
+                reply(
+                    "SnapshotDeviceResponse",
+                    &format!(
+                        "<crossRefIDorSnapshotData><snapshotData>{}</snapshotData></crossRefIDorSnapshotData>",
+                        infos.concat()
+                    ),
+                );
             }
-            inner.push_str("</snapshotData></crossRefIDorSnapshotData>");
-            reply("SnapshotDeviceResponse", &inner);
         }
         "MakeCall" => {
             let calling = req.get("callingDevice").unwrap_or("").to_string();
@@ -1088,7 +1196,34 @@ fn esc(s: &str) -> String {
     String::from_utf8_lossy(&b).into_owned()
 }
 
-fn doc(ns: &str, root: &str, inner: &str) -> String {
+fn doc(ns: &str, prefix: Option<&str>, root: &str, inner: &str) -> String {
+    if let Some(p) = prefix.filter(|_| !ns.is_empty()) {
+        // The simulator's own markup has no comments, CDATA or raw `<` in values: every `<`
+        // opens a tag, and a `/` after it closes one.
+        let mut prefixed = String::with_capacity(inner.len() * 3 / 2);
+        for (i, piece) in inner.split('<').enumerate() {
+            if i > 0 {
+                prefixed.push('<');
+                match piece.strip_prefix('/') {
+                    Some(rest) => {
+                        prefixed.push('/');
+                        prefixed.push_str(p);
+                        prefixed.push(':');
+                        prefixed.push_str(rest);
+                        continue;
+                    }
+                    None => {
+                        prefixed.push_str(p);
+                        prefixed.push(':');
+                    }
+                }
+            }
+            prefixed.push_str(piece);
+        }
+        return format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><{p}:{root} xmlns:{p}=\"{ns}\">{prefixed}</{p}:{root}>"
+        );
+    }
     if ns.is_empty() {
         format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><{root}>{inner}</{root}>")
     } else {
@@ -1104,9 +1239,10 @@ fn frame(invoke: InvokeId, body: &str) -> Bytes {
     out.freeze()
 }
 
-fn event_frame(ns: &str, name: &str, xref: &str, inner: &str) -> Bytes {
+fn event_frame(ns: &str, prefix: Option<&str>, name: &str, xref: &str, inner: &str) -> Bytes {
     let body = doc(
         ns,
+        prefix,
         name,
         &format!("<monitorCrossRefID>{xref}</monitorCrossRefID>{inner}"),
     );
@@ -1169,6 +1305,7 @@ fn emit(sh: &Shared, device: &str, name: &str, inner: &str) {
     if c.tx
         .send(Wire::Frame(event_frame(
             &sh.cfg.namespace,
+            sh.prefix(),
             name,
             xref,
             inner,
@@ -1592,6 +1729,7 @@ mod tests {
     fn event_frames_decode_with_the_gateway_decoder() {
         let f = event_frame(
             crate::codec::xml::encode::ns::ED4,
+            None,
             "DeliveredEvent",
             "1001",
             &format!(
@@ -1621,5 +1759,25 @@ mod tests {
         assert_eq!(r.get("calledDirectoryNumber"), Some("+49 & 1"));
         let r = parse_request(b"<AnswerCall><callToBeAnswered><callID>7</callID><deviceID>4001</deviceID></callToBeAnswered></AnswerCall>").unwrap();
         assert_eq!(r.get("callToBeAnswered/callID"), Some("7"));
+        assert_eq!(r.namespace, None);
+        let r = parse_request(b"<MakeCall xmlns='urn:x'/>").unwrap();
+        assert_eq!(r.namespace.as_deref(), Some("urn:x"));
+    }
+
+    #[test]
+    fn prefixed_documents_prefix_every_element() {
+        let d = doc(
+            "urn:x",
+            Some("csta"),
+            "SnapshotDeviceData",
+            "<serviceCrossRefID>s</serviceCrossRefID><snapshotData/>",
+        );
+        assert!(d.ends_with("<csta:SnapshotDeviceData xmlns:csta=\"urn:x\"><csta:serviceCrossRefID>s</csta:serviceCrossRefID><csta:snapshotData/></csta:SnapshotDeviceData>"), "{d}");
+        let Message::SnapshotDeviceData(seg) = xml::decode(d.as_bytes()).unwrap().message else {
+            panic!("{d}")
+        };
+        assert_eq!(seg.service_cross_ref.as_deref(), Some("s"));
+        // No namespace: no prefix either (an undeclared prefix is not well-formed).
+        assert!(doc("", Some("csta"), "A", "<b/>").ends_with("<A><b/></A>"));
     }
 }

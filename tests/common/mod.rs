@@ -39,6 +39,12 @@ pub struct EnvOptions {
     pub session_password: &'static str,
     /// How the simulator writes its devices in events.
     pub device_style: DeviceStyle,
+    /// The namespace the simulator writes in; the gateway's `namespace` setting follows it.
+    pub namespace: &'static str,
+    /// The simulator writes every element with this prefix.
+    pub namespace_prefix: Option<&'static str>,
+    /// The simulator answers snapshots in `SnapshotDeviceData` segments.
+    pub segmented_snapshots: bool,
 }
 
 /// How the PBX link is secured in a test.
@@ -70,6 +76,9 @@ impl EnvOptions {
             link_tls: LinkTls::Ok,
             session_password: "secret",
             device_style: DeviceStyle::Plain,
+            namespace: ns::ED4,
+            namespace_prefix: None,
+            segmented_snapshots: false,
         }
     }
 
@@ -124,7 +133,9 @@ pub async fn start(o: EnvOptions) -> Env {
         devices: devices.clone(),
         rate: o.rate,
         dialect: o.dialect,
-        namespace: ns::ED4.into(),
+        namespace: o.namespace.to_string(),
+        namespace_prefix: o.namespace_prefix.map(str::to_string),
+        segmented_snapshots: o.segmented_snapshots,
         tls: (o.link_tls != LinkTls::Plain).then(|| certs.server_config(false).unwrap()),
         timing: o.timing,
         seed: 7,
@@ -170,6 +181,7 @@ protocol = "csta-xml"
 mode = "{mode}"
 address = "{sim}"
 dialect = "{dialect}"
+namespace = "{namespace}"
 {session}tls = {link_tls}
 {tls_files}
 max_frame_bytes = {max_frame}
@@ -203,6 +215,11 @@ max_connections = 2
         },
         mode = if o.accept { "accept" } else { "dial" },
         max_frame = o.max_frame_bytes,
+        namespace = if o.namespace.is_empty() {
+            "none"
+        } else {
+            o.namespace
+        },
         h_all = token_hash(&token_all),
         h_first = token_hash(&token_first),
         first = logins[0],

@@ -547,13 +547,11 @@ impl Session {
                             },
                         );
                     }
-                    None => self.out.push(Output::Snapshot {
-                        device: self.devices[i].name.clone(),
-                        call_ids,
-                    }),
+                    None => self.resync(i, call_ids),
                 }
             }
             (Pending::Snapshot(i), r) => {
+                self.count_resync("failed");
                 debug!(link = %self.cfg.pbx, device = %self.devices[i].name, ok = r.is_ok(), "no usable SnapshotDevice answer; no resync");
             }
             (Pending::Command { name, reply }, r) => {
@@ -584,17 +582,30 @@ impl Session {
         a.deadline = now + self.cfg.request_timeout;
         if a.call_ids.len() > MAX_SNAPSHOT_CALLS {
             let a = self.snapshots.remove(x);
+            self.count_resync("failed");
             warn!(link = %self.cfg.pbx, device = ?a.map(|a| self.devices[a.device].name.clone()), "segmented snapshot has more than {MAX_SNAPSHOT_CALLS} calls; no resync");
             return;
         }
         if seg.last_segment == Some(true)
             && let Some(a) = self.snapshots.remove(x)
         {
-            self.out.push(Output::Snapshot {
-                device: self.devices[a.device].name.clone(),
-                call_ids: a.call_ids,
-            });
+            self.resync(a.device, a.call_ids);
         }
+    }
+
+    /// Reconciles device `i` with the calls the PBX reports up at it.
+    fn resync(&mut self, i: usize, call_ids: Vec<Text>) {
+        self.count_resync("done");
+        self.out.push(Output::Snapshot {
+            device: self.devices[i].name.clone(),
+            call_ids,
+        });
+    }
+
+    /// `ctigate_link_resyncs_total{outcome}`: `done`, or `failed` (no usable snapshot; calls
+    /// that ended while the link was down stay open until an event or a later resync ends them).
+    fn count_resync(&self, outcome: &'static str) {
+        metrics::counter!("ctigate_link_resyncs_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "outcome" => outcome).increment(1);
     }
 
     fn monitor_failed(&mut self, i: usize, reason: String, now: Instant) {
@@ -758,13 +769,18 @@ impl Session {
             )));
             return;
         }
+        let mut stalled = 0;
         self.snapshots.retain(|x, a| {
             let keep = a.deadline > now;
             if !keep {
+                stalled += 1;
                 warn!(link = %self.cfg.pbx, device = %self.devices[a.device].name, service_cross_ref = %x, "segmented snapshot never completed; no resync");
             }
             keep
         });
+        for _ in 0..stalled {
+            self.count_resync("failed");
+        }
         let expired: Vec<u16> = self
             .pending
             .iter()
@@ -809,7 +825,8 @@ impl Session {
                 Pending::MonitorStart(i) => {
                     self.monitor_failed(i, "monitor_failed: timeout".into(), now)
                 }
-                Pending::MonitorStop | Pending::Snapshot(_) => {}
+                Pending::MonitorStop => {}
+                Pending::Snapshot(_) => self.count_resync("failed"),
                 Pending::Command { name, reply } => {
                     metrics::counter!("ctigate_link_commands_total", "link" => self.cfg.pbx.to_string(), "command" => name, "outcome" => "timeout").increment(1);
                     self.out
