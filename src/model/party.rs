@@ -102,7 +102,8 @@ impl Party {
 
 /// Extracts the dialable number from a device identifier in any of the forms PBXs use:
 /// `N<+4930123>;displayNumber=…` (OpenScape), `sip:4711@host;user=phone`, `tel:+4930123;phone-context=…`,
-/// or plain digits with separators. Keeps `+`, digits, `*` and `#`. Borrows from `raw` when the
+/// `4711:CM1:10.0.0.5:0` (Avaya DMCC: extension, switch name, address, instance), or plain digits
+/// with separators. Keeps `+`, digits, `*` and `#`. Borrows from `raw` when the
 /// number is a contiguous part of it; an identifier that is not a number gives an empty string.
 pub fn dialable(raw: &str) -> Cow<'_, str> {
     // Device ids are ASCII and come trimmed from the decoder: look at bytes, and trim (Unicode
@@ -116,12 +117,12 @@ pub fn dialable(raw: &str) -> Cow<'_, str> {
     // exactly where the form says the number ends.
     let (from, stops): (usize, &[u8]) = match b {
         // Plain numbers first (most device ids).
-        [b'+' | b'0'..=b'9', ..] => (0, b";"),
+        [b'+' | b'0'..=b'9', ..] => (0, b";:"),
         [b'N', b'<', ..] => (2, b">"),
         [b's', b'i', b'p', b':', ..] => (4, b"@;"),
         [b's', b'i', b'p', b's', b':', ..] => (5, b"@;"),
         [b't', b'e', b'l', b':', ..] => (4, b";"),
-        _ => (0, b";"),
+        _ => (0, b";:"),
     };
     let settled = match dial_run(b, from) {
         Some(k) => match b.get(k) {
@@ -167,7 +168,7 @@ fn dialable_general(s: &str) -> Cow<'_, str> {
             (5, find(b, 5, |c| c == b'@' || c == b';').unwrap_or(end))
         }
         [b't', b'e', b'l', b':', ..] => (4, find(b, 4, |c| c == b';').unwrap_or(end)),
-        _ => (0, find(b, 0, |c| c == b';').unwrap_or(end)),
+        _ => (0, find(b, 0, |c| c == b';' || c == b':').unwrap_or(end)),
     };
     let s = s.get(from..to).unwrap_or_default();
     if s.bytes().enumerate().all(|(i, c)| dial(i, c)) {
@@ -377,7 +378,7 @@ mod tests {
             s = rest.split(['@', ';']).next().unwrap_or("");
         } else if let Some(rest) = s.strip_prefix("tel:") {
             s = rest.split(';').next().unwrap_or("");
-        } else if let Some(i) = s.find(';') {
+        } else if let Some(i) = s.find([';', ':']) {
             s = &s[..i];
         }
         let mut out = String::new();
@@ -471,6 +472,12 @@ mod tests {
             "sip:12345678901234567890@pbx",
             "tel:1234567890123456;x",
             "12\0",
+            "2001:CM1:10.0.0.5:0",
+            "4750:CMSim::0",
+            ":1",
+            "1:",
+            "x:1",
+            "1234567890123456:CM1::0",
             "1234567890123456\0",
         ] {
             assert_eq!(
@@ -495,6 +502,8 @@ mod tests {
         );
         assert_eq!(dialable("+49 (30) 123-45/6"), "+4930123456");
         assert_eq!(dialable("4711"), "4711");
+        assert_eq!(dialable("2001:CM1:10.0.0.5:0"), "2001");
+        assert_eq!(dialable("4750:CMSim::0"), "4750");
         assert_eq!(dialable("sip:alice@example.com"), "");
         assert_eq!(dialable("Alice"), "");
     }

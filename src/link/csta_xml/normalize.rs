@@ -224,4 +224,20 @@ mod tests {
             (EventKind::AgentReady, Some("A7"))
         );
     }
+
+    #[test]
+    fn avaya_dmcc_device_ids_give_their_extension() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/protocols/csta-xml/avaya-dmcc-agent-logged-on.xml"
+        ))
+        .unwrap();
+        let e = norm(&doc);
+        assert_eq!(e.kind, EventKind::AgentLoggedOn);
+        let at = e.at.unwrap();
+        assert_eq!(
+            (at.raw.as_deref(), at.number.as_deref()),
+            (Some("2001:CM1:10.0.0.5:0"), Some("2001"))
+        );
+    }
 }
