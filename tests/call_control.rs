@@ -132,6 +132,8 @@ async fn every_call_control_command_round_trips(name: &str, style: DeviceStyle) 
     assert_eq!(r["ok"], true, "{r}");
     let call2 = e[1]["call_id"].as_str().unwrap().to_string();
     assert_ne!(call1, call2);
+    // The result names the consultation call, so a connector need not wait for its events.
+    assert_eq!(r["call_id"], call2.as_str(), "{r}");
     let (r, e) = command(
         &mut c,
         json!({"type":"transfer","id":6,"login_id":a,"held_call_id":call1,"active_call_id":call2}),
@@ -158,6 +160,7 @@ async fn every_call_control_command_round_trips(name: &str, style: DeviceStyle) 
     let call4 = e[0]["call_id"].as_str().unwrap().to_string();
     let (r, e) = command(&mut c, json!({"type":"conference","id":8,"login_id":a,"held_call_id":call3,"active_call_id":call4}), &[&ev("conferenced", &a)]).await;
     assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["call_id"], call3.as_str(), "the conference call: {r}");
     assert_eq!(e[0]["state"], "connected");
     assert!(e[0]["target"]["number"].as_str().is_some());
 

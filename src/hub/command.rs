@@ -198,7 +198,7 @@ impl Command {
     /// Checks arguments the PBX would refuse less clearly.
     pub fn validate(&self) -> Result<(), CommandError> {
         let number = |what: &str, n: &str| {
-            if n.trim().is_empty() || n.len() > 128 || n.chars().any(char::is_control) {
+            if n.trim().is_empty() || n.chars().count() > 128 || n.chars().any(char::is_control) {
                 Err(CommandError::Invalid(format!(
                     "`{what}` must be 1-128 printable characters"
                 )))
@@ -405,6 +405,11 @@ mod tests {
     #[test]
     fn validation() {
         assert!(Command::MakeCall { to: " ".into() }.validate().is_err());
+        // 128 characters, not bytes (the documented limit).
+        let to = |s: String| Command::MakeCall { to: s }.validate();
+        assert!(to("é".repeat(128)).is_ok());
+        assert!(to("1".repeat(129)).is_err());
+        assert!(to("1\r2".into()).is_err());
         assert!(
             Command::MakeCall {
                 to: "+49 30 1".into()

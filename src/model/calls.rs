@@ -1,7 +1,7 @@
 //! The call table of one monitored device: which calls are up, in which state and direction. It
 //! annotates events with their direction and answers snapshots for resuming connectors.
 
-use super::{ConnState, Event, EventKind, Party, Text, party::dialable};
+use super::{ConnState, Event, EventKind, Party, Text, party::same_device};
 use serde::Serialize;
 
 /// Direction of a call at a device.
@@ -152,7 +152,7 @@ fn starts_call(kind: EventKind) -> bool {
 /// Is the event's connection the monitored device's own (rather than the far end's)?
 fn connection_is_ours(ev: &Event) -> bool {
     match &ev.connection_device {
-        Some(d) => *d == ev.device || dialable(d) == dialable(&ev.device),
+        Some(d) => same_device(d, &ev.device),
         None => false,
     }
 }
@@ -200,6 +200,20 @@ mod tests {
         e.connection_device = Some(Text::from("N<100>"));
         t.apply(&mut e);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_far_end_without_a_number_is_not_taken_for_our_device() {
+        let mut t = CallTable::default();
+        let mut e = ev(EventKind::Established, "c3", Some(ConnState::Connected));
+        e.device = Text::from("sip:alice@pbx");
+        t.apply(&mut e);
+        // Bob (also no number) hangs up; Alice's call is still up.
+        let mut e = ev(EventKind::ConnectionCleared, "c3", None);
+        e.device = Text::from("sip:alice@pbx");
+        e.connection_device = Some(Text::from("sip:bob@pbx"));
+        t.apply(&mut e);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

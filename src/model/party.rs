@@ -119,9 +119,10 @@ pub fn dialable(raw: &str) -> Cow<'_, str> {
         // Plain numbers first (most device ids).
         [b'+' | b'0'..=b'9', ..] => (0, b";:"),
         [b'N', b'<', ..] => (2, b">"),
-        [b's', b'i', b'p', b':', ..] => (4, b"@;"),
-        [b's', b'i', b'p', b's', b':', ..] => (5, b"@;"),
-        [b't', b'e', b'l', b':', ..] => (4, b";"),
+        // URI schemes are case-insensitive (RFC 3986).
+        [b's' | b'S', b'i' | b'I', b'p' | b'P', b':', ..] => (4, b"@;"),
+        [b's' | b'S', b'i' | b'I', b'p' | b'P', b's' | b'S', b':', ..] => (5, b"@;"),
+        [b't' | b'T', b'e' | b'E', b'l' | b'L', b':', ..] => (4, b";"),
         _ => (0, b";:"),
     };
     let settled = match dial_run(b, from) {
@@ -141,6 +142,17 @@ pub fn dialable(raw: &str) -> Cow<'_, str> {
     // `from` follows an ASCII prefix (or is 0), and `k` is the end or an ASCII stop byte's
     // position.
     Cow::Borrowed(unsafe { raw.get_unchecked(from..k) })
+}
+
+/// Do two device identifiers name the same device? Equal, or the same dialable number in two
+/// forms (`4711` and `sip:4711@pbx`). Identifiers without a number (`sip:alice@pbx`) are the same
+/// only when equal: their empty numbers say nothing.
+pub fn same_device(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    let x = dialable(a);
+    !x.is_empty() && x == dialable(b)
 }
 
 /// [`dialable`] on trimmed text, by the rules written out: for what the one pass does not
@@ -163,11 +175,15 @@ fn dialable_general(s: &str) -> Cow<'_, str> {
     // The number's range in `s`; every cut is next to an ASCII byte, so a char boundary.
     let (from, to) = match b {
         [b'N', b'<', ..] if let Some(gt) = find(b, 2, |c| c == b'>') => (2, gt),
-        [b's', b'i', b'p', b':', ..] => (4, find(b, 4, |c| c == b'@' || c == b';').unwrap_or(end)),
-        [b's', b'i', b'p', b's', b':', ..] => {
+        [b's' | b'S', b'i' | b'I', b'p' | b'P', b':', ..] => {
+            (4, find(b, 4, |c| c == b'@' || c == b';').unwrap_or(end))
+        }
+        [b's' | b'S', b'i' | b'I', b'p' | b'P', b's' | b'S', b':', ..] => {
             (5, find(b, 5, |c| c == b'@' || c == b';').unwrap_or(end))
         }
-        [b't', b'e', b'l', b':', ..] => (4, find(b, 4, |c| c == b';').unwrap_or(end)),
+        [b't' | b'T', b'e' | b'E', b'l' | b'L', b':', ..] => {
+            (4, find(b, 4, |c| c == b';').unwrap_or(end))
+        }
         _ => (0, find(b, 0, |c| c == b';' || c == b':').unwrap_or(end)),
     };
     let s = s.get(from..to).unwrap_or_default();
@@ -368,15 +384,20 @@ mod tests {
     /// The straightforward reading of the rules on `str` (the first implementation), as an oracle
     /// for the byte-level one.
     fn dialable_oracle(raw: &str) -> String {
+        fn strip<'a>(s: &'a str, scheme: &str) -> Option<&'a str> {
+            let head = s.get(..scheme.len())?;
+            head.eq_ignore_ascii_case(scheme)
+                .then(|| &s[scheme.len()..])
+        }
         let mut s = raw.trim();
         if let Some(rest) = s.strip_prefix('N')
             && let Some(inner) = rest.strip_prefix('<')
             && let Some(end) = inner.find('>')
         {
             s = &inner[..end];
-        } else if let Some(rest) = s.strip_prefix("sip:").or_else(|| s.strip_prefix("sips:")) {
+        } else if let Some(rest) = strip(s, "sip:").or_else(|| strip(s, "sips:")) {
             s = rest.split(['@', ';']).next().unwrap_or("");
-        } else if let Some(rest) = s.strip_prefix("tel:") {
+        } else if let Some(rest) = strip(s, "tel:") {
             s = rest.split(';').next().unwrap_or("");
         } else if let Some(i) = s.find([';', ':']) {
             s = &s[..i];
@@ -394,7 +415,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn dialable_matches_the_oracle(raw in "[ N<>;@+0-9*#a-z:()./\\-\u{a0}\u{e9}]{0,24}") {
+        fn dialable_matches_the_oracle(raw in "[ N<>;@+0-9*#a-zSIPTEL:()./\\-\u{a0}\u{e9}]{0,24}") {
             proptest::prop_assert_eq!(dialable(&raw).into_owned(), dialable_oracle(&raw));
         }
     }
@@ -403,7 +424,7 @@ mod tests {
         /// Numbers long enough to cross the 16-byte chunks, in every form.
         #[test]
         fn dialable_matches_the_oracle_on_long_numbers(
-            raw in "(N<|sip:|sips:|tel:)?\\+?[0-9*#+]{0,40}[>;@ a+-]?[0-9;=a-z]{0,6}"
+            raw in "(N<|sip:|sips:|tel:|SIP:|Sips:|TEL:)?\\+?[0-9*#+]{0,40}[>;@ a+-]?[0-9;=a-z]{0,6}"
         ) {
             proptest::prop_assert_eq!(dialable(&raw).into_owned(), dialable_oracle(&raw));
         }
@@ -489,6 +510,16 @@ mod tests {
     }
 
     #[test]
+    fn devices_without_a_number_are_the_same_only_when_equal() {
+        assert!(same_device("4711", "sip:4711@pbx"));
+        assert!(same_device("N<4711>;displayNumber=4711", "4711"));
+        assert!(same_device("sip:alice@pbx", "sip:alice@pbx"));
+        assert!(!same_device("sip:alice@pbx", "sip:bob@pbx"));
+        assert!(!same_device("Alice", "Bob"));
+        assert!(!same_device("4711", "4712"));
+    }
+
+    #[test]
     fn dialable_forms() {
         assert_eq!(
             dialable("N<+15619231000>;displayNumber=9231000;noa=nk"),
@@ -503,6 +534,8 @@ mod tests {
         assert_eq!(dialable("+49 (30) 123-45/6"), "+4930123456");
         assert_eq!(dialable("4711"), "4711");
         assert_eq!(dialable("2001:CM1:10.0.0.5:0"), "2001");
+        assert_eq!(dialable("SIP:4711@pbx"), "4711");
+        assert_eq!(dialable("TEL:+4930123;phone-context=x"), "+4930123");
         assert_eq!(dialable("4750:CMSim::0"), "4750");
         assert_eq!(dialable("sip:alice@example.com"), "");
         assert_eq!(dialable("Alice"), "");

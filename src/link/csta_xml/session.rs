@@ -10,7 +10,9 @@ use crate::codec::xml::{self, Message, Response};
 use crate::config::Dialect;
 use crate::hub::{Command, CommandError, CommandOk, CommandResult, LinkRequest};
 use crate::link::counters::LinkCounters;
-use crate::model::{DeviceStatus, Event, NumberingPlan, Text, party::dialable};
+use crate::model::{
+    ConnState, DeviceStatus, Event, EventKind, NumberingPlan, Text, party::same_device,
+};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -132,7 +134,7 @@ enum Pending {
 /// `SnapshotDeviceData` segments, and the resync waits for the last one.
 struct SnapshotAssembly {
     device: usize,
-    call_ids: Vec<Text>,
+    calls: Vec<(Text, Option<Text>)>,
     /// Dropped (no resync) if the next segment is not here by then.
     deadline: Instant,
 }
@@ -157,7 +159,45 @@ struct Dev {
     name: Text,
     state: MonState,
     /// The connection device id the PBX uses for this device in each call (for call control).
-    conn_ids: HashMap<Text, Text>,
+    conn_ids: ConnIds,
+    /// While a snapshot of this device is outstanding: the calls its events showed since the
+    /// `SnapshotDevice` went out. They may postdate the snapshot, so the resync keeps them.
+    since_snapshot: Option<Vec<Text>>,
+}
+
+/// The connection device id the PBX uses for one device in each of its calls: the most recent
+/// [`ConnIds::MAX`], so ids of calls whose end we missed cannot crowd out new ones.
+#[derive(Default)]
+struct ConnIds {
+    map: HashMap<Text, (Text, u64)>,
+    tick: u64,
+}
+
+impl ConnIds {
+    const MAX: usize = 64;
+
+    fn get(&self, call: &str) -> Option<&Text> {
+        self.map.get(call).map(|(d, _)| d)
+    }
+
+    fn set(&mut self, call: &Text, device: &Text) {
+        self.tick += 1;
+        if !self.map.contains_key(call)
+            && self.map.len() >= Self::MAX
+            && let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(c, _)| c.clone())
+        {
+            self.map.remove(&oldest);
+        }
+        self.map.insert(call.clone(), (device.clone(), self.tick));
+    }
+
+    fn remove(&mut self, call: &str) {
+        self.map.remove(call);
+    }
 }
 
 /// One CSTA XML connection's protocol state.
@@ -200,7 +240,8 @@ impl Session {
             .map(|d| Dev {
                 name: d.clone(),
                 state: MonState::Queued,
-                conn_ids: HashMap::new(),
+                conn_ids: ConnIds::default(),
+                since_snapshot: None,
             })
             .collect();
         let phase = match cfg.dialect {
@@ -403,24 +444,40 @@ impl Session {
                 ts_ms,
             },
         );
-        if ev.kind == crate::model::EventKind::Unknown {
+        if ev.kind == EventKind::Unknown {
             self.counters.unknown_event();
         }
         self.counters.event(ev.kind);
-        // Remember which connection id the PBX uses for our device in this call.
-        if let (Some(call), Some(conn_dev)) = (&ev.call_id, &ev.connection_device)
-            && (conn_dev == &dev.name || dialable(conn_dev) == dialable(&dev.name))
-        {
-            if ev.state == Some(crate::model::ConnState::Null) {
-                dev.conn_ids.remove(call);
-            } else if dev.conn_ids.len() < 64 {
-                dev.conn_ids.insert(call.clone(), conn_dev.clone());
+        // Remember which connection id the PBX uses for our device in this call, and forget it
+        // when our connection or the whole call ends, or a transfer or conference merges it away.
+        if let Some(call) = &ev.call_id {
+            let ours = ev
+                .connection_device
+                .as_deref()
+                .filter(|c| same_device(c, &dev.name));
+            let ended = ev.kind == EventKind::CallCleared
+                || (ours.is_some()
+                    && (ev.state == Some(ConnState::Null)
+                        || ev.kind == EventKind::ConnectionCleared));
+            match ours {
+                _ if ended => dev.conn_ids.remove(call),
+                Some(_) => {
+                    if let Some(conn_dev) = &ev.connection_device {
+                        dev.conn_ids.set(call, conn_dev);
+                    }
+                }
+                None => {}
+            }
+            if let Some(seen) = dev.since_snapshot.as_mut()
+                && !ended
+                && seen.len() < MAX_SNAPSHOT_CALLS
+                && !seen.contains(call)
+            {
+                seen.push(call.clone());
             }
         }
-        if matches!(ev.kind, crate::model::EventKind::CallCleared)
-            && let Some(call) = &ev.call_id
-        {
-            dev.conn_ids.remove(call);
+        for old in &ev.old_call_ids {
+            dev.conn_ids.remove(old);
         }
         self.out.push(Output::Event(ev));
     }
@@ -443,6 +500,22 @@ impl Session {
                     info!(link = %self.cfg.pbx, error = %format!("{c}/{v}"), "SystemRegister refused; continuing");
                 }
                 self.become_ready(now);
+            }
+            // A switch that answers but says it cannot serve yet: try again later (the link
+            // backs off) rather than monitor into a switch that refuses or drops everything.
+            (
+                Pending::OpenStatus,
+                Ok(Response::RequestSystemStatus {
+                    status: Some(status),
+                }),
+            ) if matches!(
+                status.as_ref(),
+                "initializing" | "disabled" | "overloadReached"
+            ) =>
+            {
+                self.out.push(Output::Close(format!(
+                    "switch reports systemStatus {status}"
+                )));
             }
             (Pending::OpenStatus, Ok(_)) => self.become_ready(now),
             (Pending::OpenStatus, Err((c, v))) => {
@@ -510,6 +583,7 @@ impl Session {
                 self.out
                     .push(Output::Device(name.clone(), DeviceStatus::Monitored));
                 // Resync: ask what calls are up, so calls that ended while we were away are closed.
+                self.devices[i].since_snapshot = Some(Vec::new());
                 self.request(
                     Request::SnapshotDevice { device: &name },
                     Pending::Snapshot(i),
@@ -532,7 +606,7 @@ impl Session {
                     service_cross_ref,
                 }),
             ) => {
-                let call_ids = snapshot_call_ids(&calls);
+                let calls = snapshot_calls(&calls);
                 match service_cross_ref {
                     // The calls follow in SnapshotDeviceData segments: resync only once the last
                     // is in, or an empty first answer would close every call at the device.
@@ -542,21 +616,23 @@ impl Session {
                             Text::from(x.as_ref()),
                             SnapshotAssembly {
                                 device: i,
-                                call_ids,
+                                calls,
                                 deadline: now + self.cfg.request_timeout,
                             },
                         );
                     }
-                    None => self.resync(i, call_ids),
+                    None => self.resync(i, calls),
                 }
             }
             (Pending::Snapshot(i), r) => {
-                self.count_resync("failed");
+                self.resync_failed(i);
                 debug!(link = %self.cfg.pbx, device = %self.devices[i].name, ok = r.is_ok(), "no usable SnapshotDevice answer; no resync");
             }
             (Pending::Command { name, reply }, r) => {
                 let result = match r {
-                    Ok(Response::MakeCall { call }) => Ok(CommandOk {
+                    // The call the service created or produced (consultation, transfer,
+                    // conference), when the PBX names it.
+                    Ok(Response::MakeCall { call } | Response::NewCall { call }) => Ok(CommandOk {
                         call_id: call.call_id.as_deref().map(Text::from),
                     }),
                     Ok(_) => Ok(CommandOk::default()),
@@ -578,28 +654,44 @@ impl Session {
             debug!(link = %self.cfg.pbx, service_cross_ref = x, "SnapshotDeviceData for no snapshot of ours ignored");
             return;
         };
-        a.call_ids.extend(snapshot_call_ids(&seg.calls));
+        a.calls.extend(snapshot_calls(&seg.calls));
         a.deadline = now + self.cfg.request_timeout;
-        if a.call_ids.len() > MAX_SNAPSHOT_CALLS {
-            let a = self.snapshots.remove(x);
-            self.count_resync("failed");
-            warn!(link = %self.cfg.pbx, device = ?a.map(|a| self.devices[a.device].name.clone()), "segmented snapshot has more than {MAX_SNAPSHOT_CALLS} calls; no resync");
+        if a.calls.len() > MAX_SNAPSHOT_CALLS {
+            if let Some(a) = self.snapshots.remove(x) {
+                warn!(link = %self.cfg.pbx, device = %self.devices[a.device].name, "segmented snapshot has more than {MAX_SNAPSHOT_CALLS} calls; no resync");
+                self.resync_failed(a.device);
+            }
             return;
         }
         if seg.last_segment == Some(true)
             && let Some(a) = self.snapshots.remove(x)
         {
-            self.resync(a.device, a.call_ids);
+            self.resync(a.device, a.calls);
         }
     }
 
-    /// Reconciles device `i` with the calls the PBX reports up at it.
-    fn resync(&mut self, i: usize, call_ids: Vec<Text>) {
+    /// Reconciles device `i` with the calls the PBX reports up at it (with the connection id it
+    /// uses for the device in each), and with those its events showed since it was asked.
+    fn resync(&mut self, i: usize, calls: Vec<(Text, Option<Text>)>) {
         self.count_resync("done");
+        let dev = &mut self.devices[i];
+        let mut call_ids = Vec::with_capacity(calls.len());
+        for (call, conn_dev) in calls {
+            if let Some(d) = conn_dev.filter(|d| same_device(d, &dev.name)) {
+                dev.conn_ids.set(&call, &d);
+            }
+            call_ids.push(call);
+        }
+        call_ids.extend(dev.since_snapshot.take().unwrap_or_default());
         self.out.push(Output::Snapshot {
-            device: self.devices[i].name.clone(),
+            device: dev.name.clone(),
             call_ids,
         });
+    }
+
+    fn resync_failed(&mut self, i: usize) {
+        self.devices[i].since_snapshot = None;
+        self.count_resync("failed");
     }
 
     /// `ctigate_link_resyncs_total{outcome}`: `done`, or `failed` (no usable snapshot; calls
@@ -760,7 +852,8 @@ impl Session {
 
     /// Advances timers: handshake timeout, request timeouts, keep-alive, monitor pacing and retries.
     pub fn on_tick(&mut self, now: Instant) {
-        if self.phase != Phase::Ready
+        // Registering has its own deadline: an unanswered SystemRegister opens the session anyway.
+        if !matches!(self.phase, Phase::Ready | Phase::Registering)
             && now.saturating_duration_since(self.connected_at) > self.cfg.handshake_timeout
         {
             self.out.push(Output::Close(format!(
@@ -769,17 +862,17 @@ impl Session {
             )));
             return;
         }
-        let mut stalled = 0;
+        let mut stalled = vec![];
         self.snapshots.retain(|x, a| {
             let keep = a.deadline > now;
             if !keep {
-                stalled += 1;
+                stalled.push(a.device);
                 warn!(link = %self.cfg.pbx, device = %self.devices[a.device].name, service_cross_ref = %x, "segmented snapshot never completed; no resync");
             }
             keep
         });
-        for _ in 0..stalled {
-            self.count_resync("failed");
+        for i in stalled {
+            self.resync_failed(i);
         }
         let expired: Vec<u16> = self
             .pending
@@ -826,7 +919,7 @@ impl Session {
                     self.monitor_failed(i, "monitor_failed: timeout".into(), now)
                 }
                 Pending::MonitorStop => {}
-                Pending::Snapshot(_) => self.count_resync("failed"),
+                Pending::Snapshot(i) => self.resync_failed(i),
                 Pending::Command { name, reply } => {
                     metrics::counter!("ctigate_link_commands_total", "link" => self.cfg.pbx.to_string(), "command" => name, "outcome" => "timeout").increment(1);
                     self.out
@@ -918,6 +1011,7 @@ impl Session {
         }
         for d in &mut self.devices {
             d.state = MonState::Queued;
+            d.since_snapshot = None;
             self.out.push(Output::Device(
                 d.name.clone(),
                 DeviceStatus::NotMonitored(reason.to_string()),
@@ -929,12 +1023,14 @@ impl Session {
     }
 }
 
-/// The call ids of a snapshot's entries.
-fn snapshot_call_ids(calls: &[xml::SnapshotCall<'_>]) -> Vec<Text> {
+/// A snapshot's entries: each call id, with the connection's device id when given.
+fn snapshot_calls(calls: &[xml::SnapshotCall<'_>]) -> Vec<(Text, Option<Text>)> {
     calls
         .iter()
-        .filter_map(|c| c.connection.call_id.as_deref())
-        .map(Text::from)
+        .filter_map(|c| {
+            let call = Text::from(c.connection.call_id.as_deref()?);
+            Some((call, c.connection.device_id.as_deref().map(Text::from)))
+        })
         .collect()
 }
 
@@ -1150,6 +1246,211 @@ mod tests {
             0,
         );
         assert_eq!(snapshots(&sent(&mut s).1), vec![]);
+    }
+
+    fn delivered(call: &str, conn_dev: &str) -> Frame {
+        frame(
+            9999,
+            &format!(
+                "<DeliveredEvent><monitorCrossRefID>9</monitorCrossRefID><connection><callID>{call}</callID><deviceID>{conn_dev}</deviceID></connection><alertingDevice><deviceIdentifier>200</deviceIdentifier></alertingDevice><localConnectionInfo>alerting</localConnectionInfo><cause>newCall</cause></DeliveredEvent>"
+            ),
+        )
+    }
+
+    /// Sends `command` and returns the frame it wrote (invoke id, root, document).
+    fn command(
+        s: &mut Session,
+        command: Command,
+        now: Instant,
+    ) -> ((u16, String, String), oneshot::Receiver<CommandResult>) {
+        let (tx, rx) = oneshot::channel();
+        s.on_command(
+            LinkRequest {
+                device: Text::from("200"),
+                command,
+                reply: tx,
+            },
+            now,
+        );
+        let (mut f, _) = sent(s);
+        (f.remove(0), rx)
+    }
+
+    #[test]
+    fn calls_seen_while_a_snapshot_is_out_are_not_closed_by_it() {
+        let t0 = Instant::now();
+        let (mut s, snap) = monitored_200(t0);
+        // A call arrives after the switch took the snapshot but before its answer is read.
+        s.on_frame(&delivered("late", "200"), t0, 0);
+        s.on_frame(
+            &frame(snap, "<SnapshotDeviceResponse><crossRefIDorSnapshotData><snapshotData><snapshotDeviceResponseInfo><connectionIdentifier><callID>old</callID><deviceID>N&lt;200&gt;</deviceID></connectionIdentifier></snapshotDeviceResponseInfo></snapshotData></crossRefIDorSnapshotData></SnapshotDeviceResponse>"),
+            t0,
+            0,
+        );
+        assert_eq!(
+            snapshots(&sent(&mut s).1),
+            vec![("200".into(), vec!["old".into(), "late".into()])]
+        );
+        // The snapshot told the connection id the PBX uses for 200 in `old`: commands use it.
+        let (f, _) = command(
+            &mut s,
+            Command::Hold {
+                call_id: "old".into(),
+            },
+            t0,
+        );
+        assert!(
+            f.2.contains("<callID>old</callID><deviceID>N&lt;200&gt;</deviceID>"),
+            "{}",
+            f.2
+        );
+    }
+
+    #[test]
+    fn connection_ids_of_ended_calls_do_not_crowd_out_new_ones() {
+        let t0 = Instant::now();
+        let (mut s, _) = monitored_200(t0);
+        // Many calls whose end the gateway never saw.
+        for i in 0..200 {
+            s.on_frame(&delivered(&format!("c{i}"), "sip:200@pbx"), t0, 0);
+        }
+        s.on_frame(&delivered("new", "sip:200@pbx"), t0, 0);
+        sent(&mut s);
+        let (f, _) = command(
+            &mut s,
+            Command::Answer {
+                call_id: "new".into(),
+            },
+            t0,
+        );
+        assert!(f.2.contains("<deviceID>sip:200@pbx</deviceID>"), "{}", f.2);
+        assert!(s.devices[0].conn_ids.map.len() <= ConnIds::MAX);
+        // Our connection clearing forgets the call's id; a far end without a number does not
+        // count as ours.
+        s.on_frame(
+            &frame(9999, "<ConnectionClearedEvent><monitorCrossRefID>9</monitorCrossRefID><droppedConnection><callID>new</callID><deviceID>sip:bob@pbx</deviceID></droppedConnection></ConnectionClearedEvent>"),
+            t0,
+            0,
+        );
+        assert!(s.devices[0].conn_ids.get("new").is_some());
+        s.on_frame(
+            &frame(9999, "<ConnectionClearedEvent><monitorCrossRefID>9</monitorCrossRefID><droppedConnection><callID>new</callID><deviceID>sip:200@pbx</deviceID></droppedConnection></ConnectionClearedEvent>"),
+            t0,
+            0,
+        );
+        assert!(s.devices[0].conn_ids.get("new").is_none());
+    }
+
+    #[test]
+    fn commands_answered_with_a_new_call_return_its_id() {
+        let t0 = Instant::now();
+        let (mut s, _) = monitored_200(t0);
+        let (f, mut rx) = command(
+            &mut s,
+            Command::Consult {
+                call_id: "c1".into(),
+                to: "300".into(),
+            },
+            t0,
+        );
+        assert_eq!(f.1, "ConsultationCall");
+        s.on_frame(
+            &frame(f.0, "<ConsultationCallResponse><initiatedCall><callID>c2</callID><deviceID>200</deviceID></initiatedCall></ConsultationCallResponse>"),
+            t0,
+            0,
+        );
+        for o in s.drain() {
+            if let Output::Reply(tx, r) = o {
+                let _ = tx.send(r);
+            }
+        }
+        let r = rx.try_recv().unwrap().unwrap();
+        assert_eq!(r.call_id.as_deref(), Some("c2"));
+    }
+
+    #[test]
+    fn a_lost_link_fails_pending_commands_as_link_down() {
+        let t0 = Instant::now();
+        let (mut s, _) = monitored_200(t0);
+        let (_, mut rx) = command(
+            &mut s,
+            Command::Answer {
+                call_id: "c1".into(),
+            },
+            t0,
+        );
+        s.on_disconnect("peer closed");
+        for o in s.drain() {
+            if let Output::Reply(tx, r) = o {
+                let _ = tx.send(r);
+            }
+        }
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            Err(CommandError::LinkDown)
+        ));
+    }
+
+    #[test]
+    fn the_switch_asking_our_status_is_answered_with_its_invoke_id() {
+        let t0 = Instant::now();
+        let (mut s, _) = monitored_200(t0);
+        s.on_frame(
+            &frame(
+                4242,
+                "<RequestSystemStatus><extensions/></RequestSystemStatus>",
+            ),
+            t0,
+            0,
+        );
+        let (f, _) = sent(&mut s);
+        assert_eq!(
+            (f[0].0, f[0].1.as_str()),
+            (4242, "RequestSystemStatusResponse")
+        );
+        assert!(f[0].2.contains("<systemStatus>normal</systemStatus>"));
+    }
+
+    #[test]
+    fn a_switch_that_reports_it_is_disabled_is_not_monitored() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::RequestSystemStatus, &["200"]), t0);
+        let (f, _) = sent(&mut s);
+        s.on_frame(
+            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>disabled</systemStatus></RequestSystemStatusResponse>"),
+            t0,
+            0,
+        );
+        let (f, o) = sent(&mut s);
+        assert!(f.is_empty(), "{f:?}");
+        assert!(
+            matches!(&o[..], [Output::Close(r)] if r.contains("disabled")),
+            "{o:?}"
+        );
+        assert!(!s.is_ready());
+    }
+
+    #[test]
+    fn an_unanswered_system_register_opens_the_session_even_late_in_the_handshake() {
+        // Handshake 10 s, request timeout 5 s: the switch's SystemStatus comes at 8 s.
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::Osv, &["200"]), t0);
+        let t8 = t0 + Duration::from_secs(8);
+        s.on_frame(
+            &frame(
+                1,
+                "<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>",
+            ),
+            t8,
+            0,
+        );
+        let (f, _) = sent(&mut s);
+        assert_eq!(f[1].1, "SystemRegister");
+        s.on_tick(t0 + Duration::from_secs(11));
+        let (_, o) = sent(&mut s);
+        assert!(!o.iter().any(|o| matches!(o, Output::Close(_))), "{o:?}");
+        s.on_tick(t0 + Duration::from_secs(14));
+        assert!(s.is_ready());
     }
 
     #[test]
