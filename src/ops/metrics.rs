@@ -91,6 +91,10 @@ fn describe() {
         "MonitorStart requests refused or unanswered"
     );
     describe_counter!(
+        "ctigate_link_resyncs_total",
+        "Call snapshots after (re)monitoring a device, by outcome (done, failed)"
+    );
+    describe_counter!(
         "ctigate_link_commands_total",
         "Call-control requests sent to the PBX, by outcome"
     );

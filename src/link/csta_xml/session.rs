@@ -453,20 +453,16 @@ impl Session {
         if let Some(call) = &ev.call_id {
             let ours = ev
                 .connection_device
-                .as_deref()
+                .as_ref()
                 .filter(|c| same_device(c, &dev.name));
             let ended = ev.kind == EventKind::CallCleared
                 || (ours.is_some()
                     && (ev.state == Some(ConnState::Null)
                         || ev.kind == EventKind::ConnectionCleared));
-            match ours {
-                _ if ended => dev.conn_ids.remove(call),
-                Some(_) => {
-                    if let Some(conn_dev) = &ev.connection_device {
-                        dev.conn_ids.set(call, conn_dev);
-                    }
-                }
-                None => {}
+            if ended {
+                dev.conn_ids.remove(call);
+            } else if let Some(conn_dev) = ours {
+                dev.conn_ids.set(call, conn_dev);
             }
             if let Some(seen) = dev.since_snapshot.as_mut()
                 && !ended
