@@ -1272,6 +1272,15 @@ mod tests {
         (f.remove(0), rx)
     }
 
+    /// Hands the command outcomes the session produced to their receivers, as the link task does.
+    fn deliver_replies(s: &mut Session) {
+        for o in s.drain() {
+            if let Output::Reply(tx, r) = o {
+                let _ = tx.send(r);
+            }
+        }
+    }
+
     #[test]
     fn calls_seen_while_a_snapshot_is_out_are_not_closed_by_it() {
         let t0 = Instant::now();
@@ -1355,11 +1364,7 @@ mod tests {
             t0,
             0,
         );
-        for o in s.drain() {
-            if let Output::Reply(tx, r) = o {
-                let _ = tx.send(r);
-            }
-        }
+        deliver_replies(&mut s);
         let r = rx.try_recv().unwrap().unwrap();
         assert_eq!(r.call_id.as_deref(), Some("c2"));
     }
@@ -1376,11 +1381,7 @@ mod tests {
             t0,
         );
         s.on_disconnect("peer closed");
-        for o in s.drain() {
-            if let Output::Reply(tx, r) = o {
-                let _ = tx.send(r);
-            }
-        }
+        deliver_replies(&mut s);
         assert!(matches!(
             rx.try_recv().unwrap(),
             Err(CommandError::LinkDown)
