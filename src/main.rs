@@ -287,9 +287,11 @@ async fn main() -> Result<()> {
             init_logs(cli.log_format, "info");
             let cfg = load(&config)?;
             let gw = Gateway::start(&cfg, StartOptions::default()).await?;
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?;
+            let signal = stop_signal().await.context("waiting for a stop signal")?;
+            tracing::info!(
+                signal,
+                "stopping: monitors and sessions end, connectors are told"
+            );
             gw.stop().await;
         }
         Cmd::CheckConfig { file } => match Config::load(&file) {
@@ -407,7 +409,7 @@ async fn main() -> Result<()> {
                 first_device,
                 first_device + devices.saturating_sub(1)
             );
-            tokio::signal::ctrl_c().await?;
+            stop_signal().await?;
             sim.stop();
         }
         Cmd::Demo {
@@ -582,5 +584,22 @@ async fn connect(
             }
             Ok(()) => return Ok(()),
         }
+    }
+}
+
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (`systemctl stop`, `docker stop`), so that both
+/// end the gateway in order. Returns the signal's name.
+async fn stop_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT"),
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map(|()| "Ctrl-C")
     }
 }

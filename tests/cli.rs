@@ -205,7 +205,7 @@ login_ids = ["*"]
     std::fs::write(&cfg, config).unwrap();
     let (ok, out, err) = run(&["check-config", cfg.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
-    let (_gw, gw_rx) = spawn(&["run", "--config", cfg.to_str().unwrap()]);
+    let (mut gw, gw_rx) = spawn(&["run", "--config", cfg.to_str().unwrap()]);
     let started = wait_line(&gw_rx, Duration::from_secs(20), |l| {
         l.contains("gateway started")
     });
@@ -257,4 +257,29 @@ login_ids = ["*"]
     ]);
     assert!(!ok);
     assert!(err.contains("unauthorized"), "{err}");
+
+    // SIGTERM (systemctl stop, docker stop) stops the gateway in order, like Ctrl-C.
+    #[cfg(unix)]
+    {
+        let pid = gw.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        wait_line(&gw_rx, Duration::from_secs(20), |l| {
+            l.contains("stopping") && l.contains("SIGTERM")
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = gw.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "still running");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status}");
+    }
 }

@@ -18,7 +18,8 @@ use std::io::BufRead;
 
 /// Longest line kept whole; longer plain-hex lines are parsed in pieces of this size.
 const LINE_CAP: usize = 1 << 20;
-/// Most bytes a `*` line may stand for; beyond it the jump is treated as a gap.
+/// Most bytes all `*` lines of one dump may stand for together; beyond it a jump is treated as a
+/// gap. One budget per dump, not per line: a small file of `*` lines must not expand without end.
 const MAX_REPEAT: u64 = 64 << 20;
 
 /// What the hex parser produces, in stream order.
@@ -75,6 +76,8 @@ pub struct HexParser {
     held: Option<(u64, Vec<u8>)>,
     star: bool,
     width: usize,
+    /// Bytes `*` lines have stood for so far (against [`MAX_REPEAT`]).
+    repeated: u64,
 }
 
 /// Reads a whole hex dump from `r`, handing results to `out`. Returns the number of lines.
@@ -270,7 +273,11 @@ impl HexParser {
                 }
                 let missing = span.saturating_sub(have);
                 if missing > 0 {
-                    if self.star && !pbytes.is_empty() && missing <= MAX_REPEAT {
+                    if self.star
+                        && !pbytes.is_empty()
+                        && missing <= MAX_REPEAT.saturating_sub(self.repeated)
+                    {
+                        self.repeated += missing;
                         repeat(&pbytes, missing, out);
                     } else {
                         out(HexOut::Gap {
@@ -624,6 +631,22 @@ mod tests {
         let (bytes, errs) = parse("00000010: 0102\n00000000: 0304\n");
         assert_eq!(bytes, vec![1, 2, 3, 4]);
         assert_eq!(errs, vec!["hex_offset@2: offset goes backwards"]);
+    }
+
+    #[test]
+    fn star_lines_share_one_budget() {
+        // Each `*` stands for 48 MiB: the first fits the 64 MiB budget, the second is a gap.
+        let text = "00000000  00 11 22 33\n*\n03000000  44\n*\n06000000  55\n";
+        let mut n = 0u64;
+        let mut gaps = vec![];
+        read(text.as_bytes(), &mut |o| match o {
+            HexOut::Data(d) => n += d.len() as u64,
+            HexOut::Gap { len, .. } => gaps.push(len),
+            _ => {}
+        })
+        .unwrap();
+        assert_eq!(gaps, vec![0x0300_0000 - 1]);
+        assert_eq!(n, 0x0300_0000 + 1 + 1);
     }
 
     #[test]

@@ -184,7 +184,7 @@ async fn run(
             Some(c) => Ok(c),
             None => tokio::select! {
                 _ = shutdown.cancelled() => break,
-                c = transport.connect() => c,
+                c = transport.connect(cfg.session.handshake_timeout) => c,
             },
         };
         let (stream, peer) = match conn {
@@ -285,12 +285,13 @@ async fn serve(
     let (mut rd, wr) = tokio::io::split(stream);
     let (wtx, wrx) = mpsc::channel::<Bytes>(1024);
     let writer_done = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(
+    let mut writer = tokio::spawn(write_loop(
         wr,
         wrx,
         writer_done.clone(),
         name.clone(),
         counters.clone(),
+        cfg.session.request_timeout,
     ));
     let mut deframer = Deframer::new(cfg.max_frame_bytes);
     let mut framing_log = log_budget::LogBudget::default();
@@ -355,7 +356,7 @@ async fn serve(
                 session.on_tick(Instant::now());
                 end = apply(&mut session, hub, state, &wtx, backoff);
             }
-            c = transport.connect(), if accepting => {
+            c = transport.connect(cfg.session.handshake_timeout), if accepting => {
                 if let Ok(c) = c {
                     let mut e = End::new("replaced", format!("PBX opened a new connection from {}", c.1));
                     e.replaced_by = Some(c);
@@ -372,8 +373,14 @@ async fn serve(
     });
     let _ = apply(&mut session, hub, state, &wtx, backoff);
     drop(wtx);
-    // Let queued writes (MonitorStop on shutdown) go out, briefly.
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    // Let queued writes (MonitorStop on shutdown) go out, briefly; then stop the writer, so that
+    // the socket closes and nothing queued for this connection is sent late.
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     end
 }
 
@@ -425,28 +432,42 @@ fn apply(
     end
 }
 
+/// Writes queued frames, a batch at a time. A batch that the PBX does not take within `deadline`
+/// (it stopped reading while still sending) ends the connection like a write error, instead of
+/// leaving requests to time out one by one on a link that looks up.
 async fn write_loop(
     mut wr: tokio::io::WriteHalf<Stream>,
     mut rx: mpsc::Receiver<Bytes>,
     failed: CancellationToken,
     name: Text,
     counters: Arc<LinkCounters>,
+    deadline: Duration,
 ) {
     while let Some(frame) = rx.recv().await {
         let mut n = frame.len();
-        let mut r = wr.write_all(&frame).await;
-        while r.is_ok() {
-            match rx.try_recv() {
-                Ok(f) => {
-                    n += f.len();
-                    r = wr.write_all(&f).await;
+        let batch = async {
+            let mut r = wr.write_all(&frame).await;
+            while r.is_ok() {
+                match rx.try_recv() {
+                    Ok(f) => {
+                        n += f.len();
+                        r = wr.write_all(&f).await;
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
-        if r.is_ok() {
-            r = wr.flush().await;
-        }
+            if r.is_ok() {
+                r = wr.flush().await;
+            }
+            r
+        };
+        let r = match tokio::time::timeout(deadline, batch).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the PBX took no data for {} ms", deadline.as_millis()),
+            )),
+        };
         if let Err(e) = r {
             warn!(link = %name, error = %e, "write to PBX failed");
             failed.cancel();

@@ -4,6 +4,7 @@ use crate::config::{LinkMode, PbxConfig, split_host_port};
 use crate::tls::{self, TlsError};
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +44,17 @@ pub enum TransportError {
     /// The address is not usable.
     #[error("bad address {0:?}")]
     Address(String),
+    /// Connecting or the TLS handshake took longer than the link's `handshake_timeout_ms` (a peer
+    /// that accepts TCP but never answers, e.g. TLS pointed at a plain-TCP port).
+    #[error("{op} {addr}: no answer within {ms} ms")]
+    Timeout {
+        /// What was attempted.
+        op: &'static str,
+        /// The address or peer.
+        addr: String,
+        /// The limit.
+        ms: u128,
+    },
 }
 
 impl TransportError {
@@ -53,6 +65,7 @@ impl TransportError {
             TransportError::Handshake { .. } => "tls_handshake",
             TransportError::Tls(_) => "tls_config",
             TransportError::Address(_) => "address",
+            TransportError::Timeout { .. } => "timeout",
         }
     }
 }
@@ -158,34 +171,22 @@ impl Transport {
         }
     }
 
-    /// Waits for the next connection. Returns the stream and the peer address.
-    pub async fn connect(&mut self) -> Result<(Stream, String), TransportError> {
+    /// Waits for the next connection. Returns the stream and the peer address. Dialing (TCP and
+    /// TLS) and an accepted connection's TLS handshake each get at most `limit`; waiting for a
+    /// PBX to connect does not.
+    pub async fn connect(&mut self, limit: Duration) -> Result<(Stream, String), TransportError> {
+        let timeout = |op: &'static str, addr: &str| TransportError::Timeout {
+            op,
+            addr: addr.to_string(),
+            ms: limit.as_millis(),
+        };
         match self {
             Transport::Dial { addr, tls } => {
-                let tcp = TcpStream::connect(addr.as_str()).await.map_err(|source| {
-                    TransportError::Io {
-                        op: "connect",
-                        addr: addr.clone(),
-                        source,
-                    }
-                })?;
-                let _ = tcp.set_nodelay(true);
-                let peer = tcp
-                    .peer_addr()
-                    .map_or_else(|_| addr.clone(), |a| a.to_string());
-                match tls {
-                    None => Ok((Box::new(tcp), peer)),
-                    Some((connector, name)) => {
-                        let s = connector
-                            .connect(name.clone(), tcp)
-                            .await
-                            .map_err(|source| TransportError::Handshake {
-                                addr: peer.clone(),
-                                source,
-                            })?;
-                        Ok((Box::new(s), peer))
-                    }
-                }
+                let addr = addr.clone();
+                let tls = tls.clone();
+                tokio::time::timeout(limit, Transport::dial_once(addr.clone(), tls))
+                    .await
+                    .map_err(|_| timeout("connect", &addr))?
             }
             Transport::Accept {
                 addr,
@@ -215,16 +216,78 @@ impl Transport {
                 match tls {
                     None => Ok((Box::new(tcp), peer)),
                     Some(acceptor) => {
-                        let s = acceptor.accept(tcp).await.map_err(|source| {
-                            TransportError::Handshake {
+                        let s = tokio::time::timeout(limit, acceptor.accept(tcp))
+                            .await
+                            .map_err(|_| timeout("TLS handshake with", &peer))?
+                            .map_err(|source| TransportError::Handshake {
                                 addr: peer.clone(),
                                 source,
-                            }
-                        })?;
+                            })?;
                         Ok((Box::new(s), peer))
                     }
                 }
             }
         }
+    }
+
+    /// One TCP connect and TLS handshake.
+    async fn dial_once(
+        addr: String,
+        tls: Option<(TlsConnector, ServerName<'static>)>,
+    ) -> Result<(Stream, String), TransportError> {
+        let tcp = TcpStream::connect(addr.as_str())
+            .await
+            .map_err(|source| TransportError::Io {
+                op: "connect",
+                addr: addr.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let peer = tcp
+            .peer_addr()
+            .map_or_else(|_| addr.clone(), |a| a.to_string());
+        match tls {
+            None => Ok((Box::new(tcp), peer)),
+            Some((connector, name)) => {
+                let s = connector.connect(name, tcp).await.map_err(|source| {
+                    TransportError::Handshake {
+                        addr: peer.clone(),
+                        source,
+                    }
+                })?;
+                Ok((Box::new(s), peer))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{DevCerts, server_name};
+
+    /// TLS dialed at a port that accepts TCP but never speaks (a plain-TCP PBX port) fails with a
+    /// timeout instead of hanging the link.
+    #[tokio::test]
+    async fn a_silent_peer_times_out_the_tls_handshake() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let hold = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(s);
+        });
+        let certs = DevCerts::generate(&[], "t").unwrap();
+        let mut t = Transport::dial(
+            addr,
+            Some((
+                certs.client_config(false).unwrap(),
+                server_name("localhost").unwrap(),
+            )),
+        );
+        let e = t.connect(Duration::from_millis(200)).await.err().unwrap();
+        assert_eq!(e.kind(), "timeout");
+        assert!(e.to_string().contains("no answer within 200 ms"), "{e}");
+        hold.abort();
     }
 }

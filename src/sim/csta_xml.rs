@@ -226,8 +226,8 @@ struct Shared {
     styled_ids: AtomicU64,
     /// CSTA requests not in the simulator's own namespace.
     foreign_ns: AtomicU64,
-    /// Root names of the requests received, in order.
-    requests: Mutex<Vec<String>>,
+    /// How many requests of each root name were received.
+    requests: Mutex<HashMap<String, usize>>,
     rng: Mutex<StdRng>,
     stop: CancellationToken,
 }
@@ -265,7 +265,7 @@ impl Simulator {
             unresponsive: AtomicBool::new(false),
             styled_ids: AtomicU64::new(0),
             foreign_ns: AtomicU64::new(0),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
         });
         match listener {
@@ -349,10 +349,7 @@ impl Simulator {
 
     /// How many requests named `root` were received so far.
     pub fn requests_received(&self, root: &str) -> usize {
-        lock(&self.sh.requests)
-            .iter()
-            .filter(|r| *r == root)
-            .count()
+        lock(&self.sh.requests).get(root).copied().unwrap_or(0)
     }
 
     /// Events sent so far.
@@ -672,7 +669,7 @@ fn handle(
         sh.foreign_ns.fetch_add(1, Ordering::Relaxed);
         warn!(request = %req.root, namespace = ?req.namespace, expected = %sh.cfg.namespace, "simulator: request in another namespace");
     }
-    lock(&sh.requests).push(req.root.clone());
+    *lock(&sh.requests).entry(req.root.clone()).or_default() += 1;
     let appl = |root: &str, inner: &str| {
         let _ = tx.send(Wire::Frame(frame(
             invoke,
