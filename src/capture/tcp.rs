@@ -19,6 +19,9 @@ const MAX_PENDING_SEGMENTS: usize = 4096;
 /// distrust it. TCP windows reach 1 GiB with scaling; an ACK further ahead belongs to another
 /// connection or is garbage.
 const MAX_ACK_AHEAD: i64 = 1 << 30;
+/// How far past the next expected byte a captured RST may point and still be believed. RFC 5961
+/// wants the exact next byte; a capture may lack some data before it, but not megabytes.
+const MAX_RST_AHEAD: i64 = 1 << 20;
 
 /// One TCP segment of this direction, as captured.
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +138,9 @@ pub struct Reassembler {
     isn: Option<u32>,
     /// Stream offset of the FIN, once seen.
     fin_at: Option<u64>,
+    /// Stream offset up to which the other side acknowledged: bytes before it that the capture
+    /// lacks are lost, once this direction's later data shows the capture is past them.
+    acked: Option<u64>,
     /// Data ahead of `offset`, keyed by stream offset.
     pending: BTreeMap<u64, Vec<u8>>,
     pending_bytes: usize,
@@ -152,6 +158,7 @@ impl Reassembler {
             offset: 0,
             isn: None,
             fin_at: None,
+            acked: None,
             pending: BTreeMap::new(),
             pending_bytes: 0,
             cap,
@@ -207,13 +214,18 @@ impl Reassembler {
         if self.state != State::Open {
             return;
         }
+        let distance = i64::from(data_seq.wrapping_sub(self.next) as i32);
         if seg.rst {
-            self.finish(EndReason::Reset, sink);
+            // A reset is believed only at a plausible place in the stream (RFC 5961 asks for the
+            // exact next byte; a capture may have lost some): a stray one ends nothing.
+            if (0..=MAX_RST_AHEAD).contains(&distance) {
+                self.finish(EndReason::Reset, sink);
+            }
             return;
         }
-        let distance = i64::from(data_seq.wrapping_sub(self.next) as i32);
         // The offset cannot go below zero: data before the first byte we anchored on is history.
         let mut start = self.offset as i64 + distance;
+        let seg_start = start;
         let mut bytes = seg.payload;
         if seg.fin && self.fin_at.is_none() {
             let end = start + bytes.len() as i64;
@@ -242,11 +254,19 @@ impl Reassembler {
                 }
             }
         }
+        // Data (or the FIN) from at or beyond the acknowledged point: the capture has moved past
+        // the acknowledged bytes it lacks, so they are lost. Before that, they may still come:
+        // captures often hold an ACK ahead of the data it acknowledges.
+        if (!seg.payload.is_empty() || seg.fin) && self.acked.is_some_and(|a| seg_start >= a as i64)
+        {
+            self.settle_acked(sink);
+        }
         self.check_fin(sink);
     }
 
     /// Takes an acknowledgement number seen in the other direction: the receiver has every byte
-    /// before it, so bytes before it that the capture lacks are lost to the capture for good.
+    /// before it, so bytes before it that the capture lacks are lost to the capture for good, as
+    /// soon as this direction's later data shows they are not merely late (see [`Self::segment`]).
     pub fn ack(&mut self, ack: u32, sink: &mut dyn FnMut(Delivery<'_>)) {
         if self.state != State::Open {
             return;
@@ -255,12 +275,27 @@ impl Reassembler {
         if ahead <= 0 || ahead > MAX_ACK_AHEAD {
             return;
         }
-        let mut acked = self.offset + ahead as u64;
+        let acked = self.offset + ahead as u64;
+        self.acked = Some(self.acked.map_or(acked, |a| a.max(acked)));
+        // Nothing is lost yet; a FIN already seen means no later data will settle it.
+        if self.fin_at.is_some() {
+            self.settle_acked(sink);
+        }
+    }
+
+    /// Turns every hole before the acknowledged point into a gap; held data between the holes is
+    /// still good.
+    fn settle_acked(&mut self, sink: &mut dyn FnMut(Delivery<'_>)) {
+        let Some(mut acked) = self.acked.take() else {
+            return;
+        };
+        if self.state != State::Open {
+            return;
+        }
         // The FIN takes a sequence number but carries no byte.
         if let Some(f) = self.fin_at {
             acked = acked.min(f);
         }
-        // Every hole before `acked` is lost; held data between the holes is still good.
         while acked > self.offset {
             let hole_end = self
                 .pending
@@ -285,6 +320,7 @@ impl Reassembler {
         if self.state != State::Open {
             return;
         }
+        self.settle_acked(sink);
         while !self.pending.is_empty() {
             self.skip_hole(GapReason::StreamEnd, sink);
         }
@@ -297,6 +333,7 @@ impl Reassembler {
         self.offset = 0;
         self.isn = isn;
         self.fin_at = None;
+        self.acked = None;
         self.pending.clear();
         self.pending_bytes = 0;
         self.midstream = midstream;
@@ -320,11 +357,12 @@ impl Reassembler {
 
     fn hold(&mut self, start: u64, bytes: &[u8]) {
         match self.pending.get_mut(&start) {
-            // Keep the longer copy; the bytes they share are the same data.
+            // The first copy wins where two overlap (as for data delivered in order); a longer
+            // one only adds its tail.
             Some(have) if have.len() >= bytes.len() => {}
             Some(have) => {
                 self.pending_bytes += bytes.len() - have.len();
-                *have = bytes.to_vec();
+                have.extend_from_slice(&bytes[have.len()..]);
             }
             None => {
                 self.pending_bytes += bytes.len();
@@ -516,21 +554,77 @@ mod tests {
     }
 
     #[test]
-    fn acked_unseen_bytes_become_a_gap_at_once() {
+    fn acked_unseen_bytes_become_a_gap_once_later_data_shows_it() {
         let mut r = Reassembler::new(1 << 20);
         let mut out = run(&mut r, &[syn(0), seg(1, b"abc"), seg(7, b"ghi")]);
         // Nothing can be said yet: 4..7 may still arrive.
         assert_eq!(flatten(&out).0, b"abc");
         r.ack(10, &mut |d| out.push(own(d)));
+        // Not even after the ACK: captures often hold an ACK ahead of the data it acknowledges.
+        assert_eq!(flatten(&out).0, b"abc");
+        // Data from beyond the acknowledged point: the capture has moved past 4..7, lost.
+        r.segment(&seg(10, b"jk"), &mut |d| out.push(own(d)));
         let (bytes, other) = flatten(&out);
-        assert_eq!(bytes, b"abc???ghi");
+        assert_eq!(bytes, b"abc???ghijk");
         assert_eq!(other, vec![D::Gap(3, 3, GapReason::AckedUnseen)]);
         // Acks at or before what we have are no news; a FIN's sequence number is not a byte.
         let mut more = vec![];
         r.ack(8, &mut |d| more.push(own(d)));
-        r.segment(&fin(10, b""), &mut |d| more.push(own(d)));
-        r.ack(11, &mut |d| more.push(own(d)));
-        assert_eq!(more, vec![D::End(9, EndReason::Fin)]);
+        r.segment(&fin(12, b""), &mut |d| more.push(own(d)));
+        r.ack(13, &mut |d| more.push(own(d)));
+        assert_eq!(more, vec![D::End(11, EndReason::Fin)]);
+    }
+
+    #[test]
+    fn an_ack_captured_before_its_data_loses_nothing() {
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = run(&mut r, &[syn(0), seg(1, b"abc")]);
+        r.ack(7, &mut |d| out.push(own(d)));
+        r.segment(&seg(4, b"def"), &mut |d| out.push(own(d)));
+        r.segment(&seg(7, b"g"), &mut |d| out.push(own(d)));
+        let (bytes, other) = flatten(&out);
+        assert_eq!(bytes, b"abcdefg");
+        assert!(other.is_empty(), "{other:?}");
+        // At the end of the capture an acknowledged hole that never came is a gap.
+        let mut r = Reassembler::new(1 << 20);
+        let mut out = run(&mut r, &[syn(0), seg(1, b"abc")]);
+        r.ack(7, &mut |d| out.push(own(d)));
+        r.finish(EndReason::CaptureEnd, &mut |d| out.push(own(d)));
+        assert_eq!(flatten(&out).0, b"abc???");
+    }
+
+    #[test]
+    fn a_reset_out_of_the_window_ends_nothing() {
+        let mut r = Reassembler::new(1 << 20);
+        let out = run(
+            &mut r,
+            &[
+                syn(0),
+                seg(1, b"abc"),
+                Segment {
+                    rst: true,
+                    ..seg(1_000_000_000, b"")
+                },
+                seg(4, b"d"),
+            ],
+        );
+        assert_eq!(flatten(&out), (b"abcd".to_vec(), vec![]));
+    }
+
+    #[test]
+    fn first_copy_wins_for_held_data_too() {
+        let mut r = Reassembler::new(1 << 20);
+        let out = run(
+            &mut r,
+            &[
+                syn(0),
+                seg(1, b"a"),
+                seg(5, b"XY"),
+                seg(5, b"QRST"), // same start, longer, conflicting: only its tail is new
+                seg(2, b"bcd"),
+            ],
+        );
+        assert_eq!(flatten(&out).0, b"abcdXYST");
     }
 
     #[test]
