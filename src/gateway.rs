@@ -105,7 +105,13 @@ impl Gateway {
                 })?,
             };
             let lc = LinkConfig::from_pbx(p, cfg.devices_of(&p.name));
-            links.push(link::spawn(lc, transport, hub.clone(), shutdown.clone()));
+            links.push(link::spawn(
+                lc,
+                transport,
+                hub.clone(),
+                shutdown.clone(),
+                &tasks,
+            ));
         }
 
         let api = Api::new(
@@ -145,9 +151,14 @@ impl Gateway {
     pub async fn stop(self) {
         self.hub.kick_all(KickReason::Shutdown);
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
-        // Link tasks get a moment to send MonitorStop.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The API, the ops listener and every link (which sends MonitorStop and, for ECMA-354,
+        // StopApplicationSession, then gives its writer a second) end within this.
+        if tokio::time::timeout(Duration::from_secs(5), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("gateway stop: tasks still running after 5 s; leaving them");
+        }
         info!("gateway stopped");
     }
 }

@@ -133,12 +133,14 @@ impl Backoff {
     }
 }
 
-/// Starts a link task. Returns its shared state.
+/// Starts a link task on `tasks` (so that stopping the gateway waits for its orderly end).
+/// Returns its shared state.
 pub fn spawn(
     cfg: LinkConfig,
     transport: Transport,
     hub: Hub,
     shutdown: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
 ) -> Arc<LinkState> {
     let state = Arc::new(LinkState {
         name: cfg.session.pbx.clone(),
@@ -151,7 +153,7 @@ pub fn spawn(
     });
     let (tx, rx) = mpsc::channel(256);
     hub.register_link(cfg.session.pbx.clone(), tx);
-    tokio::spawn(run(cfg, transport, hub, shutdown, state.clone(), rx));
+    tasks.spawn(run(cfg, transport, hub, shutdown, state.clone(), rx));
     state
 }
 
@@ -310,7 +312,24 @@ async fn serve(
             biased;
             _ = shutdown.cancelled() => {
                 session.on_shutdown(Instant::now());
-                let _ = apply(&mut session, hub, state, &wtx, backoff);
+                // Queued with waiting, not `try_send`: with many devices the MonitorStops alone
+                // fill the queue, and StopApplicationSession goes last. Bounded by the writer's
+                // grace below and by the gateway's stop deadline.
+                let frames: Vec<Bytes> = session
+                    .drain()
+                    .filter_map(|o| match o {
+                        Output::Send(f) => Some(f),
+                        _ => None,
+                    })
+                    .collect();
+                let send_all = async {
+                    for f in frames {
+                        if wtx.send(f).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), send_all).await;
                 end = Some(End::new("shutdown", "gateway shutting down"));
             }
             _ = writer_done.cancelled() => {
