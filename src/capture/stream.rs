@@ -264,8 +264,19 @@ impl StreamDecoder {
         d.push(chunk);
         self.pushed += chunk.len() as u64;
         loop {
-            let at = self.position().saturating_sub(d.buffer_mut().len() as u64);
-            match d.next_frame() {
+            let front = self.position().saturating_sub(d.buffer_mut().len() as u64);
+            let r = d.next_frame();
+            // Bytes the deframer dropped before this result, still looking for a header: they
+            // belong to the bad run that started it, and what follows starts after them.
+            let silent = d.take_discarded() as u64;
+            if silent > 0
+                && let Some(run) = &mut self.bad
+                && run.end == front
+            {
+                run.end = run.end.saturating_add(silent);
+            }
+            let at = front.saturating_add(silent);
+            match r {
                 Ok(None) => break,
                 Ok(Some(f)) => self.frame(at, Some(f.invoke_id), f.body, cx),
                 Err(FrameError::BadHeader {

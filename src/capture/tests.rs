@@ -798,3 +798,33 @@ fn hex_and_bare_splitter_survive_text_garbage() {
     let b = std::net::SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 2);
     assert_eq!(format!("{a}->{b}"), "127.0.0.1:1->[::1]:2");
 }
+
+#[test]
+fn a_bad_run_longer_than_a_read_is_counted_whole_and_later_offsets_stay_true() {
+    let stream = pbx_stream(2);
+    let mut one = BytesMut::new();
+    encode_frame(
+        InvokeId(9999),
+        delivered(1, "4001", "11").as_bytes(),
+        &mut one,
+    )
+    .unwrap();
+    let first = one.len();
+    // A frame, 70,000 bytes of garbage (more than one 64 KiB read), the stream again.
+    let mut input = one.to_vec();
+    input.extend(std::iter::repeat_n(b'x', 70_000));
+    input.extend_from_slice(&stream);
+    let (r, lines) = run(&input, &raw_opts());
+    r.unwrap();
+    let errors = kinds(&lines, "error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["offset"], first as u64);
+    let detail = errors[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("skipped 70000 bytes"), "{detail}");
+    let offsets: Vec<u64> = kinds(&lines, "message")
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets[0], 0);
+    assert_eq!(offsets[1], (first + 70_000) as u64);
+}

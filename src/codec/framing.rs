@@ -135,6 +135,8 @@ pub struct Deframer {
     /// must pass that stricter test too, however the reads were cut, so the frames found never
     /// depend on where a read ended.
     resyncing: bool,
+    /// Bytes discarded while still resynchronising, not reported in a [`FrameError`] yet.
+    discarded: usize,
 }
 
 impl Deframer {
@@ -145,7 +147,16 @@ impl Deframer {
             cap: cap.clamp(HEADER_LEN, MAX_WIRE_FRAME),
             skip: 0,
             resyncing: false,
+            discarded: 0,
         }
+    }
+
+    /// Takes the count of bytes discarded since the last call while looking for a plausible
+    /// header after a [`FrameError::BadHeader`] (the error's `skipped` counts only the bytes
+    /// discarded by then). A caller that reports stream offsets adds them to the bad run and
+    /// to the offset of whatever `next_frame` returned.
+    pub fn take_discarded(&mut self) -> usize {
+        std::mem::take(&mut self.discarded)
     }
 
     /// The configured frame cap.
@@ -196,7 +207,7 @@ impl Deframer {
                 self.resyncing = false;
             } else {
                 // Not here: look from the next byte on.
-                self.resync();
+                self.discarded += self.resync();
             }
         }
         if self.buf.len() < HEADER_LEN {
