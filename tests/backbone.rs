@@ -1105,3 +1105,30 @@ async fn an_orderly_stop_ends_monitors_and_the_application_session() {
     assert_eq!(sim.requests_received("MonitorStop"), 2);
     assert_eq!(sim.monitored(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_accept_mode_a_client_that_never_finishes_tls_holds_up_nobody() {
+    let mut o = EnvOptions::for_dialect("accept-silent", Dialect::Osv);
+    o.devices = 1;
+    o.accept = true;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    // Clients that connect and never speak (a port scan, a stuck probe) are in their TLS
+    // handshake for up to handshake_timeout_ms (15 s here) each.
+    let addr = env.pbx_listen.clone().unwrap();
+    let mut silent = vec![];
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    // The PBX loses its connection and dials again: it gets through alongside them, at once.
+    let connects = env.sim.connections();
+    assert!(env.sim.cut_mid_frame());
+    wait_until(Duration::from_secs(10), || env.sim.connections() > connects).await;
+    env.wait_green().await;
+    env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+    recv_until(&mut c, T, |v| v["event"] == "established").await;
+    drop(silent);
+}

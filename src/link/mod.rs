@@ -159,7 +159,7 @@ pub fn spawn(
 
 async fn run(
     cfg: LinkConfig,
-    mut transport: Transport,
+    transport: Transport,
     hub: Hub,
     shutdown: CancellationToken,
     state: Arc<LinkState>,
@@ -180,13 +180,17 @@ async fn run(
     // Per link, not per connection: the reconnects share the series anyway.
     let counters = Arc::new(LinkCounters::new(name.clone()));
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
+    let mut conns = Connections::new(transport, cfg.session.handshake_timeout, &shutdown);
     let mut pending_stream: Option<(Stream, String)> = None;
     loop {
         let conn = match pending_stream.take() {
             Some(c) => Ok(c),
             None => tokio::select! {
                 _ = shutdown.cancelled() => break,
-                c = transport.connect(cfg.session.handshake_timeout) => c,
+                c = conns.next() => match c {
+                    Some(c) => c,
+                    None => break,
+                },
             },
         };
         let (stream, peer) = match conn {
@@ -207,7 +211,7 @@ async fn run(
         let end = serve(
             &cfg,
             stream,
-            &mut transport,
+            &mut conns,
             &hub,
             &shutdown,
             &state,
@@ -232,6 +236,74 @@ async fn run(
         }
         if !wait(&shutdown, &mut commands, backoff.next_delay()).await {
             break;
+        }
+    }
+}
+
+/// Where a link's connections come from. Accepted connections are taken by a task of their own
+/// and each TLS handshake runs in a task of its own (at most [`MAX_HANDSHAKES`] at once, each
+/// within the handshake timeout), so that a handshake in progress survives whatever else the link
+/// is doing, and a client that never completes one holds up nothing but itself.
+/// TLS handshakes of accepted connections in progress at once, per link.
+const MAX_HANDSHAKES: usize = 8;
+
+enum Connections {
+    Dial(Transport, Duration),
+    Accept(mpsc::Receiver<Result<(Stream, String), TransportError>>),
+}
+
+impl Connections {
+    fn new(transport: Transport, limit: Duration, shutdown: &CancellationToken) -> Connections {
+        match transport {
+            Transport::Accept { .. } => {
+                let (tx, rx) = mpsc::channel(1);
+                let shutdown = shutdown.clone();
+                let mut transport = transport;
+                let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+                tokio::spawn(async move {
+                    loop {
+                        let c = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            c = transport.accept_tcp() => c,
+                        };
+                        let (tcp, peer) = match c {
+                            Ok(c) => c,
+                            Err(e) => {
+                                // Bind or accept failed: the link reports it and backs off.
+                                if tx.send(Err(e)).await.is_err() {
+                                    return;
+                                }
+                                continue;
+                            }
+                        };
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            warn!(%peer, "too many PBX connections in their TLS handshake; refused");
+                            continue;
+                        };
+                        let (tx, tls) = (tx.clone(), transport.tls_acceptor());
+                        tokio::spawn(async move {
+                            let r = transport::accept_handshake(tls, tcp, peer, limit).await;
+                            drop(permit);
+                            let _ = tx.send(r).await;
+                        });
+                    }
+                });
+                Connections::Accept(rx)
+            }
+            dial => Connections::Dial(dial, limit),
+        }
+    }
+
+    fn accepting(&self) -> bool {
+        matches!(self, Connections::Accept(_))
+    }
+
+    /// The next connection (or failed attempt); `None` once the acceptor has stopped.
+    async fn next(&mut self) -> Option<Result<(Stream, String), TransportError>> {
+        match self {
+            Connections::Dial(t, limit) => Some(t.connect(*limit).await),
+            // Cancel-safe: a connection not taken now stays queued.
+            Connections::Accept(rx) => rx.recv().await,
         }
     }
 }
@@ -275,7 +347,7 @@ impl End {
 async fn serve(
     cfg: &LinkConfig,
     stream: Stream,
-    transport: &mut Transport,
+    conns: &mut Connections,
     hub: &Hub,
     shutdown: &CancellationToken,
     state: &LinkState,
@@ -301,7 +373,7 @@ async fn serve(
         Session::new(cfg.session.clone(), Instant::now()).with_counters(counters.clone());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let accepting = matches!(transport, Transport::Accept { .. });
+    let accepting = conns.accepting();
 
     let mut end = apply(&mut session, hub, state, &wtx, backoff);
     while end.is_none() {
@@ -375,8 +447,8 @@ async fn serve(
                 session.on_tick(Instant::now());
                 end = apply(&mut session, hub, state, &wtx, backoff);
             }
-            c = transport.connect(cfg.session.handshake_timeout), if accepting => {
-                if let Ok(c) = c {
+            c = conns.next(), if accepting => {
+                if let Some(Ok(c)) = c {
                     let mut e = End::new("replaced", format!("PBX opened a new connection from {}", c.1));
                     e.replaced_by = Some(c);
                     end = Some(e);

@@ -188,45 +188,48 @@ impl Transport {
                     .await
                     .map_err(|_| timeout("connect", &addr))?
             }
-            Transport::Accept {
-                addr,
-                listener,
-                tls,
-            } => {
-                if listener.is_none() {
-                    let l = TcpListener::bind(addr.as_str()).await.map_err(|source| {
-                        TransportError::Io {
-                            op: "bind",
-                            addr: addr.clone(),
-                            source,
-                        }
-                    })?;
-                    *listener = Some(l);
-                }
-                let Some(l) = listener.as_ref() else {
-                    return Err(TransportError::Address(addr.clone()));
-                };
-                let (tcp, peer) = l.accept().await.map_err(|source| TransportError::Io {
-                    op: "accept",
-                    addr: addr.clone(),
-                    source,
-                })?;
-                let _ = tcp.set_nodelay(true);
-                let peer = peer.to_string();
-                match tls {
-                    None => Ok((Box::new(tcp), peer)),
-                    Some(acceptor) => {
-                        let s = tokio::time::timeout(limit, acceptor.accept(tcp))
-                            .await
-                            .map_err(|_| timeout("TLS handshake with", &peer))?
-                            .map_err(|source| TransportError::Handshake {
-                                addr: peer.clone(),
-                                source,
-                            })?;
-                        Ok((Box::new(s), peer))
-                    }
-                }
+            Transport::Accept { tls, .. } => {
+                let tls = tls.clone();
+                let (tcp, peer) = self.accept_tcp().await?;
+                accept_handshake(tls, tcp, peer, limit).await
             }
+        }
+    }
+
+    /// Accept mode: the next TCP connection (binding the listener on first use). Not for dial
+    /// mode, where it fails with [`TransportError::Address`].
+    pub async fn accept_tcp(&mut self) -> Result<(TcpStream, String), TransportError> {
+        let Transport::Accept { addr, listener, .. } = self else {
+            return Err(TransportError::Address("not an accepting transport".into()));
+        };
+        if listener.is_none() {
+            let l =
+                TcpListener::bind(addr.as_str())
+                    .await
+                    .map_err(|source| TransportError::Io {
+                        op: "bind",
+                        addr: addr.clone(),
+                        source,
+                    })?;
+            *listener = Some(l);
+        }
+        let Some(l) = listener.as_ref() else {
+            return Err(TransportError::Address(addr.clone()));
+        };
+        let (tcp, peer) = l.accept().await.map_err(|source| TransportError::Io {
+            op: "accept",
+            addr: addr.clone(),
+            source,
+        })?;
+        let _ = tcp.set_nodelay(true);
+        Ok((tcp, peer.to_string()))
+    }
+
+    /// Accept mode: the TLS acceptor, when TLS is configured.
+    pub fn tls_acceptor(&self) -> Option<TlsAcceptor> {
+        match self {
+            Transport::Accept { tls, .. } => tls.clone(),
+            Transport::Dial { .. } => None,
         }
     }
 
@@ -257,6 +260,32 @@ impl Transport {
                 })?;
                 Ok((Box::new(s), peer))
             }
+        }
+    }
+}
+
+/// Completes an accepted connection: its TLS handshake, if TLS is configured, within `limit`.
+pub async fn accept_handshake(
+    tls: Option<TlsAcceptor>,
+    tcp: TcpStream,
+    peer: String,
+    limit: Duration,
+) -> Result<(Stream, String), TransportError> {
+    match tls {
+        None => Ok((Box::new(tcp), peer)),
+        Some(acceptor) => {
+            let s = tokio::time::timeout(limit, acceptor.accept(tcp))
+                .await
+                .map_err(|_| TransportError::Timeout {
+                    op: "TLS handshake with",
+                    addr: peer.clone(),
+                    ms: limit.as_millis(),
+                })?
+                .map_err(|source| TransportError::Handshake {
+                    addr: peer.clone(),
+                    source,
+                })?;
+            Ok((Box::new(s), peer))
         }
     }
 }

@@ -102,6 +102,8 @@ pub struct Env {
     pub url: String,
     pub pbx: String,
     pub mtls: bool,
+    /// In accept mode: where the gateway listens for the PBX.
+    pub pbx_listen: Option<String>,
 }
 
 pub async fn start(o: EnvOptions) -> Env {
@@ -280,6 +282,7 @@ max_connections = 2
         url,
         pbx: o.name.clone(),
         mtls: o.api_mtls,
+        pbx_listen: accept_addr,
     }
 }
 
