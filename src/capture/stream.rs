@@ -21,8 +21,12 @@ use std::time::Instant;
 /// Bytes handed to the framer at once, so its buffer stays near one frame even when reassembly
 /// releases megabytes of held data in one go.
 const PUSH_CHUNK: usize = 64 * 1024;
-/// Entries kept per connection for MonitorStart correlation.
-const MAX_MONITORS: usize = 100_000;
+/// Entries kept per connection for MonitorStart correlation (pending requests, and cross
+/// references learned).
+const MAX_MONITORS: usize = 10_000;
+/// Longest device id or cross reference remembered: real ones are a few dozen bytes, and a
+/// capture must not make this table hold megabytes per entry.
+const MAX_MONITOR_TEXT: usize = 128;
 
 /// What MonitorStart requests and responses in one connection taught us: which device each
 /// `monitorCrossRefID` stands for. Requests go one way and responses the other, so this is shared
@@ -37,7 +41,7 @@ pub struct Monitors {
 
 impl Monitors {
     fn request(&mut self, side: u8, invoke: InvokeId, device: String) {
-        if self.pending.len() < MAX_MONITORS {
+        if device.len() <= MAX_MONITOR_TEXT && self.pending.len() < MAX_MONITORS {
             self.pending.insert((side, invoke.0), device);
         }
     }
@@ -49,6 +53,7 @@ impl Monitors {
             .remove(&(side ^ 1, invoke.0))
             .or_else(|| self.pending.remove(&(side, invoke.0)));
         if let (Some(device), Some(x)) = (device, cross_ref)
+            && x.len() <= MAX_MONITOR_TEXT
             && (self.cross.len() < MAX_MONITORS || self.cross.contains_key(x))
         {
             self.cross.insert(x.to_string(), device);
