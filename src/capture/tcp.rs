@@ -208,6 +208,14 @@ impl Reassembler {
                     return;
                 }
                 self.open(seg.seq, None, true);
+            } else if self.state == State::Closed && !seg.payload.is_empty() {
+                // Data after the end: a retransmission of what came before it is ignored;
+                // anything else is a new connection on the same addresses whose SYN the
+                // capture lacks, decoded from where it starts rather than dropped unseen.
+                let behind = i64::from(self.next.wrapping_sub(seg.seq) as i32);
+                if !(0..=MAX_RST_AHEAD).contains(&behind) {
+                    self.open(seg.seq, None, true);
+                }
             }
             seg.seq
         };
@@ -732,5 +740,16 @@ mod tests {
         // A SYN after the close opens a new stream too.
         let out = run(&mut r, &[syn(9000), seg(9001, b"z")]);
         assert_eq!(out, vec![D::Data(0, b"z".to_vec())]);
+        // After a FIN: a retransmission of earlier data is ignored; data from elsewhere is a
+        // new connection whose SYN the capture lacks.
+        let out = run(
+            &mut r,
+            &[fin(9002, b""), seg(9001, b"z"), seg(2_000_000_000, b"new")],
+        );
+        assert_eq!(
+            out,
+            vec![D::End(1, EndReason::Fin), D::Data(0, b"new".to_vec())]
+        );
+        assert!(r.midstream());
     }
 }
