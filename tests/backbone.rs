@@ -57,6 +57,21 @@ async fn both(
     (x.unwrap(), y.unwrap())
 }
 
+/// Answers `call` for `login` and checks that the result is ok and the call is established
+/// (the result and the event travel different queues: either may come first).
+async fn answer(c: &mut Client, login: &str, call: &str) {
+    c.send(&json!({"type":"answer","id":"a","login_id":login,"call_id":call}))
+        .await
+        .unwrap();
+    let (r, _) = both(
+        c,
+        |v| v["type"] == "result" && v["id"] == "a",
+        |v| v["event"] == "established" && v["call_id"] == call,
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+}
+
 async fn quiet(env: &common::Env) {
     wait_until(T, || env.devices.iter().all(|d| env.sim.calls_at(d) == 0)).await;
     // Let the last events cross the link and the hub.
@@ -697,16 +712,7 @@ async fn make_call_and_call_control_round_trip(dialect: Dialect) {
     })
     .await;
     let inbound = d["call_id"].as_str().unwrap().to_string();
-    c.send(&json!({"type":"answer","id":"a","login_id":env.logins[0],"call_id":inbound}))
-        .await
-        .unwrap();
-    let (r, _) = both(
-        &mut c,
-        |v| v["type"] == "result" && v["id"] == "a",
-        |v| v["event"] == "established" && v["call_id"] == inbound.as_str(),
-    )
-    .await;
-    assert_eq!(r["ok"], true, "{r}");
+    answer(&mut c, &env.logins[0], &inbound).await;
 
     // A call that is not this Login ID's.
     c.send(&json!({"type":"hold","id":"z","login_id":env.logins[0],"call_id":"nope"}))
@@ -950,16 +956,7 @@ async fn namespace_style(
         "{d}"
     );
     let call = d["call_id"].as_str().unwrap().to_string();
-    c.send(&json!({"type":"answer","id":"a","login_id":env.logins[0],"call_id":call}))
-        .await
-        .unwrap();
-    let (r, _) = both(
-        &mut c,
-        |v| v["type"] == "result" && v["id"] == "a",
-        |v| v["event"] == "established" && v["call_id"] == call.as_str(),
-    )
-    .await;
-    assert_eq!(r["ok"], true, "{r}");
+    answer(&mut c, &env.logins[0], &call).await;
     // The gateway wrote every CSTA request in the profile's namespace, and echoed the switch's
     // own connection ids.
     assert_eq!(env.sim.requests_in_other_namespaces(), 0);

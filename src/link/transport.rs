@@ -175,18 +175,15 @@ impl Transport {
     /// TLS) and an accepted connection's TLS handshake each get at most `limit`; waiting for a
     /// PBX to connect does not.
     pub async fn connect(&mut self, limit: Duration) -> Result<(Stream, String), TransportError> {
-        let timeout = |op: &'static str, addr: &str| TransportError::Timeout {
-            op,
-            addr: addr.to_string(),
-            ms: limit.as_millis(),
-        };
         match self {
             Transport::Dial { addr, tls } => {
-                let addr = addr.clone();
-                let tls = tls.clone();
-                tokio::time::timeout(limit, Transport::dial_once(addr.clone(), tls))
+                tokio::time::timeout(limit, Transport::dial_once(addr.clone(), tls.clone()))
                     .await
-                    .map_err(|_| timeout("connect", &addr))?
+                    .map_err(|_| TransportError::Timeout {
+                        op: "connect",
+                        addr: addr.clone(),
+                        ms: limit.as_millis(),
+                    })?
             }
             Transport::Accept { tls, .. } => {
                 let tls = tls.clone();
