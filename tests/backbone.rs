@@ -1090,6 +1090,62 @@ async fn a_snapshot_sent_in_segments_closes_only_the_calls_the_pbx_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_reporting_lost_messages_is_resynced_and_one_going_down_is_reconnected() {
+    let mut o = EnvOptions::for_dialect("switch-status", Dialect::Osv);
+    o.devices = 1;
+    o.timing.talk = Duration::from_secs(60);
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    let login = LoginId::parse(&env.logins[0]).unwrap();
+    env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+    let est = recv_until(&mut c, T, |v| v["event"] == "established").await;
+    let call = est["call_id"].as_str().unwrap().to_string();
+    let connects = env.sim.connections();
+    // The switch drops the call's events and says so: the gateway asks again and closes it,
+    // on the same connection.
+    env.sim.forget_calls();
+    assert!(env.sim.send_system_status("messagesLost"));
+    let lost = recv_until(&mut c, T, |v| v["type"] == "event").await;
+    assert_eq!(
+        (
+            lost["event"].as_str(),
+            lost["cause"].as_str(),
+            lost["call_id"].as_str()
+        ),
+        (Some("call_lost"), Some("resync"), Some(call.as_str()))
+    );
+    assert!(env.gw.hub.calls(&login).unwrap().is_empty());
+    assert_eq!(env.sim.connections(), connects);
+    assert_eq!(env.sim.requests_received("SnapshotDevice"), 2);
+    let m = env.metrics().await;
+    let status = |s| {
+        metric(
+            &m,
+            "ctigate_link_switch_status_total",
+            &[("link", env.pbx.as_str()), ("status", s)],
+        )
+    };
+    assert_eq!(status("messagesLost"), 1.0);
+    assert_eq!(status("enabled"), 1.0);
+    // The switch takes its CSTA service down: the link closes, backs off and opens again.
+    assert!(env.sim.send_system_status("disabled"));
+    recv_until(&mut c, T, |v| {
+        v["type"] == "status" && v["status"] == "yellow"
+    })
+    .await;
+    recv_until(&mut c, T, |v| {
+        v["type"] == "status" && v["status"] == "green"
+    })
+    .await;
+    assert!(env.sim.connections() > connects);
+    env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+    recv_until(&mut c, T, |v| v["event"] == "established").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orderly_stop_ends_monitors_and_the_application_session() {
     let mut o = EnvOptions::for_dialect("orderly-stop", Dialect::Ecma354);
     o.devices = 2;

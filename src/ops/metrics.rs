@@ -92,7 +92,11 @@ fn describe() {
     );
     describe_counter!(
         "ctigate_link_resyncs_total",
-        "Call snapshots after (re)monitoring a device, by outcome (done, failed)"
+        "Call snapshots after (re)monitoring a device or a switch report of lost messages, by outcome (done, failed)"
+    );
+    describe_counter!(
+        "ctigate_link_switch_status_total",
+        "SystemStatus values the switch reported (its own SystemStatus or a keep-alive answer), by status"
     );
     describe_counter!(
         "ctigate_link_commands_total",

@@ -304,6 +304,18 @@ impl Simulator {
         emit(&self.sh, device, name, inner);
     }
 
+    /// Sends the switch's `SystemStatus` with `status` on the current connection, as a switch
+    /// does when its CSTA service changes state (`messagesLost`, `disabled`, …).
+    pub fn send_system_status(&self, status: &str) -> bool {
+        let body = doc(
+            &self.sh.cfg.namespace,
+            self.sh.prefix(),
+            "SystemStatus",
+            &format!("<systemStatus>{status}</systemStatus>"),
+        );
+        self.inject_raw(frame(InvokeId(9000), &body))
+    }
+
     /// Writes raw bytes on the current connection (malformed-frame tests).
     pub fn inject_raw(&self, bytes: impl Into<Bytes>) -> bool {
         match &*lock(&self.sh.conn) {

@@ -163,6 +163,8 @@ struct Dev {
     /// While a snapshot of this device is outstanding: the calls its events showed since the
     /// `SnapshotDevice` went out. They may postdate the snapshot, so the resync keeps them.
     since_snapshot: Option<Vec<Text>>,
+    /// In `resync_queue`.
+    resync_queued: bool,
 }
 
 /// The connection device id the PBX uses for one device in each of its calls: the most recent
@@ -212,6 +214,9 @@ pub struct Session {
     /// Segmented snapshots being assembled, by `serviceCrossRefID`.
     snapshots: HashMap<Text, SnapshotAssembly>,
     monitor_queue: VecDeque<usize>,
+    /// Monitored devices to snapshot again (the switch reported lost messages), paced like
+    /// MonitorStarts.
+    resync_queue: VecDeque<usize>,
     tokens: f64,
     last_refill: Instant,
     last_rx: Instant,
@@ -242,6 +247,7 @@ impl Session {
                 state: MonState::Queued,
                 conn_ids: ConnIds::default(),
                 since_snapshot: None,
+                resync_queued: false,
             })
             .collect();
         let phase = match cfg.dialect {
@@ -258,6 +264,7 @@ impl Session {
             by_cross_ref: HashMap::new(),
             snapshots: HashMap::new(),
             monitor_queue: VecDeque::new(),
+            resync_queue: VecDeque::new(),
             tokens: f64::from(cfg.monitor_rate.max(1)),
             last_refill: now,
             last_rx: now,
@@ -378,12 +385,8 @@ impl Session {
         match doc.message {
             Message::Event(ref e) => self.on_event(frame, &doc.name, e, now, ts_ms),
             Message::SystemStatus { status } => {
-                debug!(link = %self.cfg.pbx, status = status.as_deref().unwrap_or(""), "switch SystemStatus");
                 self.write(frame.invoke_id, &Request::SystemStatusResponse);
-                if self.phase == Phase::AwaitSystemStatus {
-                    self.phase = Phase::Registering;
-                    self.request(Request::SystemRegister, Pending::SystemRegister, now);
-                }
+                self.on_system_status(status.as_deref(), now);
             }
             Message::RequestSystemStatus { .. } => {
                 self.write(
@@ -519,6 +522,10 @@ impl Session {
                     "RequestSystemStatus refused: {c}/{v}"
                 )));
             }
+            // The keep-alive's answer is the switch's status too.
+            (Pending::KeepAlive, Ok(Response::RequestSystemStatus { status })) => {
+                self.on_system_status(status.as_deref(), now);
+            }
             (Pending::KeepAlive, _) => {}
             (
                 Pending::OpenAppSession,
@@ -579,12 +586,7 @@ impl Session {
                 self.out
                     .push(Output::Device(name.clone(), DeviceStatus::Monitored));
                 // Resync: ask what calls are up, so calls that ended while we were away are closed.
-                self.devices[i].since_snapshot = Some(Vec::new());
-                self.request(
-                    Request::SnapshotDevice { device: &name },
-                    Pending::Snapshot(i),
-                    now,
-                );
+                self.snapshot(i, now);
                 self.pump_monitors(now);
             }
             (Pending::MonitorStart(i), r) => {
@@ -638,6 +640,77 @@ impl Session {
                 self.out.push(Output::Reply(reply, result));
             }
         }
+    }
+
+    /// The switch's own status: sent by the switch (`SystemStatus`; OSV opens the session with
+    /// it) or given in answer to a keep-alive. It is acted on:
+    /// - while waiting for the OSV opening, a switch that is not ready yet (`initializing`,
+    ///   `disabled`, `overloadReached`) is not registered with: its next `SystemStatus` opens the
+    ///   session, or the handshake timeout closes the connection;
+    /// - `messagesLost`: events were dropped, so every monitored device is resynced (calls that
+    ///   ended unseen are closed, as after a reconnect);
+    /// - `disabled` or `initializing` once the session is open: the switch dropped its CSTA
+    ///   service and our monitors with it; the connection is closed and opened again after backoff.
+    fn on_system_status(&mut self, status: Option<&str>, now: Instant) {
+        let status = status.unwrap_or("");
+        const KNOWN: [&str; 9] = [
+            "initializing",
+            "enabled",
+            "normal",
+            "messagesLost",
+            "disabled",
+            "partiallyDisabled",
+            "overloadImminent",
+            "overloadReached",
+            "overloadRelieved",
+        ];
+        // A label from the fixed set: the switch's text never becomes a series of its own.
+        let label = KNOWN.into_iter().find(|k| *k == status).unwrap_or("other");
+        metrics::counter!("ctigate_link_switch_status_total", "link" => self.cfg.pbx.to_string(), "protocol" => "csta-xml", "status" => label).increment(1);
+        let opened = matches!(self.phase, Phase::Ready | Phase::Registering);
+        match status {
+            "initializing" | "disabled" | "overloadReached"
+                if self.phase == Phase::AwaitSystemStatus =>
+            {
+                info!(link = %self.cfg.pbx, status, "switch not ready yet; waiting for its next SystemStatus");
+            }
+            _ if self.phase == Phase::AwaitSystemStatus => {
+                debug!(link = %self.cfg.pbx, status, "switch SystemStatus; registering");
+                self.phase = Phase::Registering;
+                self.request(Request::SystemRegister, Pending::SystemRegister, now);
+            }
+            "disabled" | "initializing" if opened => {
+                warn!(link = %self.cfg.pbx, status, "switch reports its CSTA service down; reconnecting");
+                self.out.push(Output::Close(format!(
+                    "switch reports systemStatus {status}"
+                )));
+            }
+            "messagesLost" if self.phase == Phase::Ready => {
+                let queued = self.queue_resyncs();
+                warn!(link = %self.cfg.pbx, devices = queued, "switch reports lost messages; resyncing monitored devices");
+                self.pump_monitors(now);
+            }
+            "overloadImminent" | "overloadReached" | "partiallyDisabled" | "messagesLost" => {
+                warn!(link = %self.cfg.pbx, status, "switch SystemStatus");
+            }
+            _ => debug!(link = %self.cfg.pbx, status, "switch SystemStatus"),
+        }
+    }
+
+    /// Queues a snapshot of every monitored device that has none outstanding; returns how many.
+    fn queue_resyncs(&mut self) -> usize {
+        let mut n = 0;
+        for (i, d) in self.devices.iter_mut().enumerate() {
+            if matches!(d.state, MonState::Monitored(_))
+                && d.since_snapshot.is_none()
+                && !d.resync_queued
+            {
+                d.resync_queued = true;
+                self.resync_queue.push_back(i);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// One `SnapshotDeviceData` segment: collect its calls; the last one completes the resync.
@@ -752,6 +825,41 @@ impl Session {
                 now,
             );
         }
+        if self.resync_queue.is_empty() {
+            return;
+        }
+        // Resync snapshots wait for the outstanding ones too.
+        let snapshots = self
+            .devices
+            .iter()
+            .filter(|d| d.since_snapshot.is_some())
+            .count();
+        budget = budget.saturating_sub(snapshots);
+        while budget > 0 && self.tokens >= 1.0 {
+            let Some(i) = self.resync_queue.pop_front() else {
+                break;
+            };
+            let dev = &mut self.devices[i];
+            dev.resync_queued = false;
+            // Re-monitored or already being snapshotted since it was queued: nothing to do.
+            if !matches!(dev.state, MonState::Monitored(_)) || dev.since_snapshot.is_some() {
+                continue;
+            }
+            self.tokens -= 1.0;
+            budget -= 1;
+            self.snapshot(i, now);
+        }
+    }
+
+    /// Asks the switch which calls are up at device `i`; the answer resyncs it.
+    fn snapshot(&mut self, i: usize, now: Instant) {
+        self.devices[i].since_snapshot = Some(Vec::new());
+        let name = self.devices[i].name.clone();
+        self.request(
+            Request::SnapshotDevice { device: &name },
+            Pending::Snapshot(i),
+            now,
+        );
     }
 
     /// Handles a call-control command.
@@ -1005,9 +1113,11 @@ impl Session {
                     .push(Output::Reply(reply, Err(CommandError::LinkDown)));
             }
         }
+        self.resync_queue.clear();
         for d in &mut self.devices {
             d.state = MonState::Queued;
             d.since_snapshot = None;
+            d.resync_queued = false;
             self.out.push(Output::Device(
                 d.name.clone(),
                 DeviceStatus::NotMonitored(reason.to_string()),
@@ -1448,6 +1558,155 @@ mod tests {
         assert!(!o.iter().any(|o| matches!(o, Output::Close(_))), "{o:?}");
         s.on_tick(t0 + Duration::from_secs(14));
         assert!(s.is_ready());
+    }
+
+    fn system_status(status: &str) -> Frame {
+        frame(
+            4000,
+            &format!("<SystemStatus><systemStatus>{status}</systemStatus></SystemStatus>"),
+        )
+    }
+
+    #[test]
+    fn an_osv_switch_that_is_not_ready_yet_is_registered_with_only_once_it_is() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(Dialect::Osv, &["100"]), t0);
+        for status in ["initializing", "disabled", "overloadReached"] {
+            s.on_frame(&system_status(status), t0, 0);
+            let (f, o) = sent(&mut s);
+            let roots: Vec<_> = f.iter().map(|x| x.1.as_str()).collect();
+            assert_eq!(roots, ["SystemStatusResponse"], "{status}");
+            assert!(o.is_empty(), "{status}: {o:?}");
+        }
+        s.on_frame(&system_status("enabled"), t0, 0);
+        let (f, _) = sent(&mut s);
+        assert_eq!(f[1].1, "SystemRegister");
+        // Still bound by the handshake timeout while it waited.
+        let mut s = Session::new(cfg(Dialect::Osv, &["100"]), t0);
+        s.on_frame(&system_status("initializing"), t0, 0);
+        s.on_tick(t0 + Duration::from_secs(11));
+        assert!(
+            sent(&mut s)
+                .1
+                .iter()
+                .any(|o| matches!(o, Output::Close(r) if r.contains("not established")))
+        );
+    }
+
+    #[test]
+    fn lost_messages_resync_every_monitored_device_paced() {
+        let t0 = Instant::now();
+        let mut s = Session::new(
+            cfg(Dialect::RequestSystemStatus, &["200", "201", "202"]),
+            t0,
+        );
+        let (f, _) = sent(&mut s);
+        s.on_frame(
+            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>normal</systemStatus></RequestSystemStatusResponse>"),
+            t0,
+            0,
+        );
+        // Monitor all three (rate 2/s) and answer their snapshots.
+        let mut t = t0;
+        for _ in 0..4 {
+            let (f, _) = sent(&mut s);
+            for (id, root, doc) in f {
+                let answer = match root.as_str() {
+                    "MonitorStart" => {
+                        let dev = &doc[doc.find("<deviceObject>").unwrap() + 14..][..3];
+                        format!("<MonitorStartResponse><monitorCrossRefID>X{dev}</monitorCrossRefID></MonitorStartResponse>")
+                    }
+                    "SnapshotDevice" => "<SnapshotDeviceResponse><crossRefIDorSnapshotData><snapshotData/></crossRefIDorSnapshotData></SnapshotDeviceResponse>".to_string(),
+                    _ => continue,
+                };
+                s.on_frame(&frame(id, &answer), t, 0);
+            }
+            t += Duration::from_secs(1);
+            s.on_tick(t);
+        }
+        sent(&mut s);
+        assert_eq!(s.monitored(), 3);
+        t += Duration::from_secs(1);
+        s.on_tick(t);
+        s.on_frame(&system_status("messagesLost"), t, 0);
+        let (f, o) = sent(&mut s);
+        assert!(o.is_empty(), "{o:?}");
+        let snaps: Vec<_> = f.iter().filter(|x| x.1 == "SnapshotDevice").collect();
+        assert_eq!(f[0].1, "SystemStatusResponse");
+        // Paced like MonitorStarts (rate 2/s, at most two out): two now, the third later.
+        assert_eq!(snaps.len(), 2, "{f:?}");
+        // A second report while they are out queues nothing twice.
+        s.on_frame(&system_status("messagesLost"), t, 0);
+        t += Duration::from_secs(1);
+        s.on_tick(t);
+        let (f2, _) = sent(&mut s);
+        assert!(f2.iter().all(|x| x.1 != "SnapshotDevice"), "{f2:?}");
+        // Each answer resyncs its device; then the third goes out.
+        let empty = "<SnapshotDeviceResponse><crossRefIDorSnapshotData><snapshotData/></crossRefIDorSnapshotData></SnapshotDeviceResponse>";
+        for x in &snaps {
+            s.on_frame(&frame(x.0, empty), t, 0);
+        }
+        assert_eq!(snapshots(&sent(&mut s).1).len(), 2);
+        s.on_tick(t + Duration::from_secs(1));
+        let (f3, _) = sent(&mut s);
+        let more: Vec<_> = f3.iter().filter(|x| x.1 == "SnapshotDevice").collect();
+        assert_eq!(more.len(), 1, "{f3:?}");
+        let mut asked: Vec<_> = snaps
+            .iter()
+            .chain(more.iter())
+            .map(|x| x.2[x.2.find("<snapshotObject>").unwrap() + 16..][..3].to_string())
+            .collect();
+        asked.sort();
+        assert_eq!(asked, ["200", "201", "202"]);
+    }
+
+    #[test]
+    fn a_switch_that_drops_its_csta_service_closes_the_open_session() {
+        let t0 = Instant::now();
+        for status in ["disabled", "initializing"] {
+            let (mut s, _) = monitored_200(t0);
+            s.on_frame(&system_status("overloadImminent"), t0, 0);
+            s.on_frame(&system_status("enabled"), t0, 0);
+            assert!(
+                !sent(&mut s).1.iter().any(|o| matches!(o, Output::Close(_))),
+                "{status}"
+            );
+            s.on_frame(&system_status(status), t0, 0);
+            let (f, o) = sent(&mut s);
+            assert_eq!(f[0].1, "SystemStatusResponse");
+            assert!(
+                o.iter()
+                    .any(|o| matches!(o, Output::Close(r) if r.contains(status))),
+                "{status}: {o:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_keep_alive_answer_that_reports_lost_messages_resyncs() {
+        let t0 = Instant::now();
+        let (mut s, snap) = monitored_200(t0);
+        s.on_frame(
+            &frame(snap, "<SnapshotDeviceResponse><crossRefIDorSnapshotData><snapshotData/></crossRefIDorSnapshotData></SnapshotDeviceResponse>"),
+            t0,
+            0,
+        );
+        sent(&mut s);
+        let t = t0 + Duration::from_secs(31);
+        s.on_tick(t);
+        let (f, _) = sent(&mut s);
+        assert_eq!(f[0].1, "RequestSystemStatus");
+        s.on_frame(
+            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>messagesLost</systemStatus></RequestSystemStatusResponse>"),
+            t,
+            0,
+        );
+        let (f, _) = sent(&mut s);
+        assert_eq!(
+            f.iter().filter(|x| x.1 == "SnapshotDevice").count(),
+            1,
+            "{f:?}"
+        );
     }
 
     #[test]
