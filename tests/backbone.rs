@@ -10,6 +10,7 @@ use ctigate::sim::csta_xml::{DeviceStyle, Scenario};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -757,6 +758,78 @@ async fn a_pbx_that_dials_the_gateway_in_accept_mode(dialect: Dialect) {
     assert!(env.sim.connections() >= 2);
 }
 
+/// Accept mode over plain TCP: stray connections (a scanner, a peer speaking something else)
+/// cost the live session nothing; the PBX dialing again after a restart, with its old
+/// connection left half-open, replaces it as soon as its new session is open.
+async fn in_accept_mode_only_a_connection_that_opens_a_session_replaces_the_live_one(
+    dialect: Dialect,
+) {
+    let mut o = EnvOptions::for_dialect("accept-replace", dialect);
+    o.devices = 1;
+    o.accept = true;
+    o.link_tls = LinkTls::Plain;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    let addr = env.pbx_listen.clone().unwrap();
+    let pbx = env.pbx.as_str();
+    let replaced = |m: &str| {
+        metric(
+            m,
+            "ctigate_link_disconnects_total",
+            &[("link", pbx), ("reason", "replaced")],
+        )
+    };
+    let no_session = |m: &str| {
+        metric(
+            m,
+            "ctigate_link_connect_failures_total",
+            &[("link", pbx), ("kind", "no_session")],
+        )
+    };
+    // One connects and says nothing; one speaks HTTP and hangs up.
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut http = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    drop(http);
+    let mut m = String::new();
+    for _ in 0..200 {
+        m = env.metrics().await;
+        if no_session(&m) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(no_session(&m), 1.0, "the HTTP client was not refused");
+    assert_eq!(replaced(&m), 0.0);
+    assert_eq!(env.sim.connections(), 1);
+    env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+    let first = recv_until(&mut c, T, |v| v["event"] == "established").await;
+    // The PBX restarts: its old connection stays open but dead, and it dials again.
+    assert!(env.sim.abandon_connection());
+    wait_until(T, || env.sim.connections() == 2 && env.sim.monitored() == 1).await;
+    let mut m = String::new();
+    for _ in 0..200 {
+        m = env.metrics().await;
+        if replaced(&m) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(replaced(&m), 1.0);
+    env.wait_green().await;
+    env.sim.play(&env.devices[0], Scenario::InboundAnswered);
+    recv_until(&mut c, T, |v| {
+        v["event"] == "established" && v["call_id"] != first["call_id"]
+    })
+    .await;
+    drop(silent);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connectors_without_a_client_certificate_are_refused_under_mtls() {
     let mut o = EnvOptions::new("mtls");
@@ -868,6 +941,7 @@ per_dialect!(
     malformed_frames_are_counted_and_the_link_carries_on,
     make_call_and_call_control_round_trip,
     a_pbx_that_dials_the_gateway_in_accept_mode,
+    in_accept_mode_only_a_connection_that_opens_a_session_replaces_the_live_one,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

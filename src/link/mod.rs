@@ -181,19 +181,19 @@ async fn run(
     let counters = Arc::new(LinkCounters::new(name.clone()));
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let mut conns = Connections::new(transport, cfg.session.handshake_timeout, &shutdown);
-    let mut pending_stream: Option<(Stream, String)> = None;
+    let mut replacement: Option<Connection> = None;
     loop {
-        let conn = match pending_stream.take() {
+        let conn = match replacement.take() {
             Some(c) => Ok(c),
             None => tokio::select! {
                 _ = shutdown.cancelled() => break,
                 c = conns.next() => match c {
-                    Some(c) => c,
+                    Some(c) => c.map(|(stream, peer)| Connection::new(&cfg, stream, peer, &counters)),
                     None => break,
                 },
             },
         };
-        let (stream, peer) = match conn {
+        let conn = match conn {
             Ok(c) => c,
             Err(e) => {
                 metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
@@ -207,10 +207,11 @@ async fn run(
         };
         state.connects.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("ctigate_link_connects_total", &labels).increment(1);
+        let peer = conn.peer.clone();
         info!(link = %name, %peer, "PBX connected");
         let end = serve(
             &cfg,
-            stream,
+            conn,
             &mut conns,
             &hub,
             &shutdown,
@@ -231,7 +232,7 @@ async fn run(
         }
         warn!(link = %name, %peer, reason = %end.detail, "PBX link down; reconnecting");
         if let Some(next) = end.replaced_by {
-            pending_stream = Some(next);
+            replacement = Some(next);
             continue;
         }
         if !wait(&shutdown, &mut commands, backoff.next_delay()).await {
@@ -330,7 +331,100 @@ async fn wait(
 struct End {
     label: &'static str,
     detail: String,
-    replaced_by: Option<(Stream, String)>,
+    replaced_by: Option<Connection>,
+}
+
+/// A PBX connection with its session and framer: fresh, or already opened by [`open`].
+struct Connection {
+    stream: Stream,
+    peer: String,
+    session: Session,
+    deframer: Deframer,
+}
+
+impl Connection {
+    fn new(cfg: &LinkConfig, stream: Stream, peer: String, counters: &Arc<LinkCounters>) -> Self {
+        Connection {
+            stream,
+            peer,
+            session: Session::new(cfg.session.clone(), Instant::now())
+                .with_counters(counters.clone()),
+            deframer: Deframer::new(cfg.max_frame_bytes),
+        }
+    }
+}
+
+/// Accepted connections being opened at once while the link is up (accept mode).
+const MAX_CANDIDATES: usize = 4;
+
+/// Opens the CSTA session on a connection accepted while another is live, so that only a
+/// connection that completes the dialect's opening replaces it: a port scan, a probe or a peer
+/// that speaks something else costs the live session nothing. The session is returned open,
+/// with its first outputs (`Ready`, the first MonitorStarts) not yet carried out.
+async fn open(
+    mut c: Connection,
+    limit: Duration,
+    counters: Arc<LinkCounters>,
+) -> Result<Connection, (String, String)> {
+    let work = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            for out in c.session.drain().collect::<Vec<_>>() {
+                match out {
+                    Output::Send(f) => {
+                        c.stream
+                            .write_all(&f)
+                            .await
+                            .map_err(|e| format!("write failed: {e}"))?;
+                        counters.tx_bytes(f.len() as u64);
+                    }
+                    Output::Close(reason) => return Err(reason),
+                    // Nothing is monitored on it yet: no event, device or command output.
+                    _ => {}
+                }
+            }
+            c.stream
+                .flush()
+                .await
+                .map_err(|e| format!("write failed: {e}"))?;
+            if c.deframer.buffer_mut().capacity() - c.deframer.buffer_mut().len() < 4096 {
+                c.deframer.buffer_mut().reserve(16 * 1024);
+            }
+            tokio::select! {
+                r = c.stream.read_buf(c.deframer.buffer_mut()) => match r {
+                    Ok(0) => return Err("closed before opening a session".to_string()),
+                    Ok(n) => {
+                        c.deframer.after_read();
+                        counters.rx_bytes(n as u64);
+                        let (now, ts) = (Instant::now(), now_ms());
+                        loop {
+                            match c.deframer.next_frame() {
+                                Ok(Some(f)) => {
+                                    counters.rx_frame();
+                                    c.session.on_frame(&f, now, ts);
+                                }
+                                Ok(None) => break,
+                                Err(e) => return Err(format!("framing error: {e}")),
+                            }
+                        }
+                    }
+                    Err(e) => return Err(format!("read failed: {e}")),
+                },
+                _ = tick.tick() => c.session.on_tick(Instant::now()),
+            }
+            if c.session.is_ready() {
+                return Ok(());
+            }
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(())) => Ok(c),
+        Ok(Err(reason)) => Err((c.peer, reason)),
+        Err(_) => Err((
+            c.peer,
+            format!("no session within {} ms", limit.as_millis()),
+        )),
+    }
 }
 
 impl End {
@@ -346,7 +440,7 @@ impl End {
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     cfg: &LinkConfig,
-    stream: Stream,
+    conn: Connection,
     conns: &mut Connections,
     hub: &Hub,
     shutdown: &CancellationToken,
@@ -356,6 +450,12 @@ async fn serve(
     counters: &Arc<LinkCounters>,
 ) -> End {
     let name = cfg.session.pbx.clone();
+    let Connection {
+        stream,
+        peer,
+        mut session,
+        mut deframer,
+    } = conn;
     let (mut rd, wr) = tokio::io::split(stream);
     let (wtx, wrx) = mpsc::channel::<Bytes>(1024);
     let writer_done = CancellationToken::new();
@@ -367,13 +467,13 @@ async fn serve(
         counters.clone(),
         cfg.session.request_timeout,
     ));
-    let mut deframer = Deframer::new(cfg.max_frame_bytes);
     let mut framing_log = log_budget::LogBudget::default();
-    let mut session =
-        Session::new(cfg.session.clone(), Instant::now()).with_counters(counters.clone());
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let accepting = conns.accepting();
+    let mut accepting = conns.accepting();
+    let mut candidates = tokio::task::JoinSet::new();
+    // The opening may wait for an unanswered SystemRegister after the handshake.
+    let open_limit = cfg.session.handshake_timeout + cfg.session.request_timeout;
 
     let mut end = apply(&mut session, hub, state, &wtx, backoff);
     while end.is_none() {
@@ -447,13 +547,34 @@ async fn serve(
                 session.on_tick(Instant::now());
                 end = apply(&mut session, hub, state, &wtx, backoff);
             }
-            c = conns.next(), if accepting => {
-                if let Some(Ok(c)) = c {
-                    let mut e = End::new("replaced", format!("PBX opened a new connection from {}", c.1));
+            c = conns.next(), if accepting => match c {
+                Some(Ok((stream, from))) if candidates.len() < MAX_CANDIDATES => {
+                    info!(link = %name, peer = %from, live = %peer, "another PBX connection; it replaces the live one once it opens a CSTA session");
+                    let c = Connection::new(cfg, stream, from, counters);
+                    candidates.spawn(open(c, open_limit, counters.clone()));
+                }
+                Some(Ok((_, from))) => {
+                    metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => "too_many_candidates").increment(1);
+                    warn!(link = %name, peer = %from, "PBX connection refused: {MAX_CANDIDATES} others are opening a session");
+                }
+                Some(Err(e)) => {
+                    metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
+                    warn!(link = %name, error = %e, "PBX connection failed; the live one is kept");
+                }
+                None => accepting = false,
+            },
+            Some(r) = candidates.join_next(), if !candidates.is_empty() => match r {
+                Ok(Ok(c)) => {
+                    let mut e = End::new("replaced", format!("PBX opened a new session from {}", c.peer));
                     e.replaced_by = Some(c);
                     end = Some(e);
                 }
-            }
+                Ok(Err((from, reason))) => {
+                    metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => "no_session").increment(1);
+                    warn!(link = %name, peer = %from, %reason, "PBX connection did not open a CSTA session; the live one is kept");
+                }
+                Err(e) => warn!(link = %name, error = %e, "opening a PBX connection failed"),
+            },
         }
     }
     let end = end.unwrap_or_else(|| End::new("eof", "closed"));

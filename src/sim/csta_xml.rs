@@ -205,6 +205,8 @@ enum Wire {
 struct Conn {
     id: u64,
     tx: mpsc::UnboundedSender<Wire>,
+    /// Cancelled to leave the connection open but dead, as a rebooted PBX leaves it.
+    abandon: CancellationToken,
     /// device → monitorCrossRefID
     monitors: HashMap<String, String>,
     /// ECMA-354: the session id and when the session expires unless its timer is reset.
@@ -228,6 +230,8 @@ struct Shared {
     foreign_ns: AtomicU64,
     /// How many requests of each root name were received.
     requests: Mutex<HashMap<String, usize>>,
+    /// Halves of abandoned connections, kept open and unused.
+    parked: Mutex<Vec<Box<dyn std::any::Any + Send>>>,
     rng: Mutex<StdRng>,
     stop: CancellationToken,
 }
@@ -266,6 +270,7 @@ impl Simulator {
             styled_ids: AtomicU64::new(0),
             foreign_ns: AtomicU64::new(0),
             requests: Mutex::new(HashMap::new()),
+            parked: Mutex::new(Vec::new()),
             stop: CancellationToken::new(),
         });
         match listener {
@@ -314,6 +319,18 @@ impl Simulator {
             &format!("<systemStatus>{status}</systemStatus>"),
         );
         self.inject_raw(frame(InvokeId(9000), &body))
+    }
+
+    /// Stops using the current connection without closing it, as a PBX that restarts leaves
+    /// its old connection half-open; a dialing simulator then dials again.
+    pub fn abandon_connection(&self) -> bool {
+        match lock(&self.sh.conn).take() {
+            Some(c) => {
+                c.abandon.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Writes raw bytes on the current connection (malformed-frame tests).
@@ -467,14 +484,17 @@ where
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<Wire>();
     // A new connection replaces the old one (like a PBX accepting a new CTI session).
+    let abandon = CancellationToken::new();
     *lock(&sh.conn) = Some(Conn {
         id,
         tx: tx.clone(),
+        abandon: abandon.clone(),
         monitors: HashMap::new(),
         app_session: None,
     });
     let done = CancellationToken::new();
     let wdone = done.clone();
+    let (wsh, wabandon) = (sh.clone(), abandon.clone());
     let writer = tokio::spawn(async move {
         while let Some(w) = rx.recv().await {
             match w {
@@ -500,7 +520,11 @@ where
                 }
             }
         }
-        let _ = wr.shutdown().await;
+        if wabandon.is_cancelled() {
+            lock(&wsh.parked).push(Box::new(wr));
+        } else {
+            let _ = wr.shutdown().await;
+        }
         wdone.cancel();
     });
     if sh.cfg.dialect == Dialect::Osv {
@@ -519,6 +543,7 @@ where
         let n = tokio::select! {
             _ = done.cancelled() => break,
             _ = sh.stop.cancelled() => break,
+            _ = abandon.cancelled() => break,
             _ = expiry_check.tick() => {
                 let expired = lock(&sh.conn).as_ref().is_some_and(|c| {
                     c.id == id && c.app_session.as_ref().is_some_and(|(_, exp, _)| *exp <= tokio::time::Instant::now())
@@ -551,6 +576,11 @@ where
     }
     drop(tx);
     let _ = writer.await;
+    if abandon.is_cancelled() {
+        lock(&sh.parked).push(Box::new(rd));
+        info!(%peer, conn = id, "simulator: connection abandoned (left open)");
+        return;
+    }
     info!(%peer, conn = id, "simulator: gateway disconnected");
 }
 

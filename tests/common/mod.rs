@@ -125,10 +125,12 @@ pub async fn start(o: EnvOptions) -> Env {
     };
     let dial = accept_addr.clone().map(|addr| SimDial {
         addr,
-        tls: Some((
-            certs.client_config(false).unwrap(),
-            server_name("localhost").unwrap(),
-        )),
+        tls: (o.link_tls != LinkTls::Plain).then(|| {
+            (
+                certs.client_config(false).unwrap(),
+                server_name("localhost").unwrap(),
+            )
+        }),
     });
     let sim = Simulator::start(SimConfig {
         listen: "127.0.0.1:0".into(),
@@ -241,7 +243,10 @@ max_connections = 2
     assert!(problems.is_empty(), "{problems:?}");
     let mut transports = HashMap::new();
     let transport = match &accept_addr {
-        Some(addr) => Transport::accept(addr.clone(), Some(certs.server_config(false).unwrap())),
+        Some(addr) => Transport::accept(
+            addr.clone(),
+            (o.link_tls != LinkTls::Plain).then(|| certs.server_config(false).unwrap()),
+        ),
         None => Transport::dial(
             sim.addr.to_string(),
             match o.link_tls {
