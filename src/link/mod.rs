@@ -693,6 +693,194 @@ async fn write_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::framing::{InvokeId, encode_frame};
+    use crate::codec::xml;
+    use crate::config::{Config, Dialect};
+    use bytes::BytesMut;
+    use tokio::io::DuplexStream;
+
+    fn link_cfg(dialect: Dialect, devices: usize) -> LinkConfig {
+        LinkConfig {
+            session: Arc::new(SessionConfig {
+                pbx: Text::from("p"),
+                dialect,
+                namespace: String::new(),
+                devices: (0..devices)
+                    .map(|i| Text::from(format!("{}", 10_000 + i)))
+                    .collect(),
+                plan: Default::default(),
+                monitor_rate: 1000,
+                keepalive: Duration::from_secs(3600),
+                request_timeout: Duration::from_secs(5),
+                handshake_timeout: Duration::from_secs(10),
+                monitor_retry: Duration::from_secs(60),
+                app_session: (dialect == Dialect::Ecma354).then(|| csta_xml::session::AppSession {
+                    application_id: "ctigate".into(),
+                    user: "u".into(),
+                    password: "p".into(),
+                    protocol_version: String::new(),
+                    duration_secs: 3600,
+                }),
+            }),
+            max_frame_bytes: 65_535,
+            reconnect_min: Duration::from_millis(10),
+            reconnect_max: Duration::from_millis(10),
+        }
+    }
+
+    fn hub() -> Hub {
+        let cfg = Config::parse(
+            r#"
+[api]
+listen = "127.0.0.1:0"
+cert = "/dev/null"
+key = "/dev/null"
+
+[[pbx]]
+name = "p"
+protocol = "csta-xml"
+mode = "dial"
+address = "127.0.0.1:1"
+tls = false
+"#,
+        )
+        .unwrap();
+        Hub::new(&cfg)
+    }
+
+    fn frame(id: u16, body: &str) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode_frame(InvokeId(id), body.as_bytes(), &mut out).unwrap();
+        out.to_vec()
+    }
+
+    /// Runs `serve` on our end of `ours` until it ends.
+    async fn serve_on(cfg: &LinkConfig, ours: DuplexStream, shutdown: &CancellationToken) -> End {
+        let counters = Arc::new(LinkCounters::new(cfg.session.pbx.clone()));
+        let state = LinkState {
+            name: cfg.session.pbx.clone(),
+            protocol: "csta-xml",
+            up: AtomicBool::new(false),
+            devices: cfg.session.devices.len(),
+            monitored: AtomicUsize::new(0),
+            connects: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        };
+        let conn = Connection::new(cfg, Box::new(ours), "test".into(), &counters);
+        // Never used: dial mode takes no new connection while serving.
+        let mut conns = Connections::Dial(
+            Transport::dial("127.0.0.1:1".into(), None),
+            Duration::from_secs(1),
+        );
+        let (_tx, mut commands) = mpsc::channel(1);
+        let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
+        serve(
+            cfg,
+            conn,
+            &mut conns,
+            &hub(),
+            shutdown,
+            &state,
+            &mut commands,
+            &mut backoff,
+            &counters,
+        )
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pbx_that_stops_reading_ends_the_connection_at_the_write_deadline() {
+        let cfg = link_cfg(Dialect::Osv, 1);
+        // 64 bytes of room towards a PBX that never reads (and never closes).
+        let (ours, mut pbx) = tokio::io::duplex(64);
+        tokio::spawn(async move {
+            let open = frame(
+                1,
+                "<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>",
+            );
+            pbx.write_all(&open).await.unwrap();
+            // Holds its end open, reading nothing.
+            std::future::pending::<()>().await;
+            drop(pbx);
+        });
+        let shutdown = CancellationToken::new();
+        let end = tokio::time::timeout(Duration::from_secs(600), serve_on(&cfg, ours, &shutdown))
+            .await
+            .expect("the connection outlived the write deadline");
+        assert_eq!(
+            (end.label, end.detail.as_str()),
+            ("write_error", "write to PBX failed")
+        );
+    }
+
+    /// A fake switch on the far end of `pbx`: answers the ECMA-354 session, MonitorStarts and
+    /// snapshots; returns the roots of everything received once the gateway closes.
+    async fn fake_switch(pbx: DuplexStream, monitored: Arc<AtomicUsize>) -> Vec<String> {
+        let (mut rd, mut wr) = tokio::io::split(pbx);
+        let mut d = Deframer::new(65_535);
+        let mut roots = vec![];
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return roots,
+                Ok(n) => n,
+            };
+            d.push(&buf[..n]);
+            while let Ok(Some(f)) = d.next_frame() {
+                let doc = xml::decode(&f.body).unwrap();
+                let root = doc.name.to_string();
+                let answer = match root.as_str() {
+                    "StartApplicationSession" => "<StartApplicationSessionPosResponse><sessionID>s1</sessionID><actualSessionDuration>3600</actualSessionDuration></StartApplicationSessionPosResponse>".to_string(),
+                    "MonitorStart" => {
+                        monitored.fetch_add(1, Ordering::Relaxed);
+                        format!("<MonitorStartResponse><monitorCrossRefID>m{}</monitorCrossRefID></MonitorStartResponse>", f.invoke_id.0)
+                    }
+                    "SnapshotDevice" => "<SnapshotDeviceResponse><crossRefIDorSnapshotData><snapshotData/></crossRefIDorSnapshotData></SnapshotDeviceResponse>".to_string(),
+                    _ => String::new(),
+                };
+                roots.push(root);
+                if !answer.is_empty() && wr.write_all(&frame(f.invoke_id.0, &answer)).await.is_err()
+                {
+                    return roots;
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_sends_every_monitor_stop_then_ends_the_application_session() {
+        // More monitors than the write queue holds (1,024): the stop must wait for room.
+        let n = 1500;
+        let cfg = link_cfg(Dialect::Ecma354, n);
+        let (ours, pbx) = tokio::io::duplex(1 << 20);
+        let monitored = Arc::new(AtomicUsize::new(0));
+        let switch = tokio::spawn(fake_switch(pbx, monitored.clone()));
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let m = monitored.clone();
+        tokio::spawn(async move {
+            while m.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Let the last MonitorStart answers in.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            stop.cancel();
+        });
+        let end = tokio::time::timeout(Duration::from_secs(60), serve_on(&cfg, ours, &shutdown))
+            .await
+            .expect("serve ended");
+        assert_eq!(end.label, "shutdown");
+        let roots = tokio::time::timeout(Duration::from_secs(10), switch)
+            .await
+            .expect("the link closed its end")
+            .unwrap();
+        let stops = roots.iter().filter(|r| *r == "MonitorStop").count();
+        assert_eq!(stops, n);
+        assert_eq!(
+            roots.last().map(String::as_str),
+            Some("StopApplicationSession")
+        );
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_resets() {

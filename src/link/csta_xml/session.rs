@@ -139,6 +139,11 @@ struct SnapshotAssembly {
     deadline: Instant,
 }
 
+/// MonitorStarts (and resync snapshots) out at once, whatever `monitor_rate` says: a burst of
+/// thousands would overflow the link's write queue (which ends the connection as stalled) and
+/// is what switches drop under.
+const MAX_IN_FLIGHT: usize = 256;
+
 /// More calls than any one device can hold: a switch that keeps sending segments is not followed.
 const MAX_SNAPSHOT_CALLS: usize = 4096;
 
@@ -810,7 +815,9 @@ impl Session {
             .iter()
             .filter(|d| d.state == MonState::Requested)
             .count();
-        let mut budget = (self.cfg.monitor_rate.max(1) as usize).saturating_sub(in_flight);
+        let mut budget = (self.cfg.monitor_rate.max(1) as usize)
+            .min(MAX_IN_FLIGHT)
+            .saturating_sub(in_flight);
         while budget > 0 && self.tokens >= 1.0 {
             let Some(i) = self.monitor_queue.pop_front() else {
                 break;
@@ -1707,6 +1714,34 @@ mod tests {
             1,
             "{f:?}"
         );
+    }
+
+    #[test]
+    fn a_high_monitor_rate_never_bursts_past_the_in_flight_cap() {
+        let t0 = Instant::now();
+        let devices: Vec<String> = (0..3000).map(|i| format!("{}", 10_000 + i)).collect();
+        let refs: Vec<&str> = devices.iter().map(String::as_str).collect();
+        let mut c = (*cfg(Dialect::RequestSystemStatus, &refs)).clone();
+        c.monitor_rate = 5000;
+        let mut s = Session::new(Arc::new(c), t0);
+        let (f, _) = sent(&mut s);
+        s.on_frame(
+            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>normal</systemStatus></RequestSystemStatusResponse>"),
+            t0,
+            0,
+        );
+        let (f, _) = sent(&mut s);
+        assert_eq!(
+            f.iter().filter(|x| x.1 == "MonitorStart").count(),
+            MAX_IN_FLIGHT
+        );
+        // Answers free slots; a tick refills the bucket and sends as many again.
+        for (id, _, _) in f.iter().take(10) {
+            s.on_frame(&frame(*id, "<MonitorStartResponse><monitorCrossRefID>x</monitorCrossRefID></MonitorStartResponse>"), t0, 0);
+        }
+        s.on_tick(t0 + Duration::from_secs(1));
+        let (f, _) = sent(&mut s);
+        assert_eq!(f.iter().filter(|x| x.1 == "MonitorStart").count(), 10);
     }
 
     #[test]
