@@ -263,3 +263,55 @@ async fn every_call_control_command_round_trips(name: &str, style: DeviceStyle) 
     .await;
     assert_eq!(r["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_with_too_many_commands_awaiting_answers_gets_busy() {
+    let mut o = EnvOptions::new("commands-in-flight");
+    o.devices = 1;
+    o.request_timeout_ms = 1500;
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    let a = env.logins[0].clone();
+    // The PBX stops answering; the connector keeps sending.
+    env.sim.set_unresponsive(true);
+    let cap = ctigate::api::MAX_COMMANDS_IN_FLIGHT;
+    let n = cap + 6;
+    for i in 0..n {
+        c.send(&json!({"type":"set_do_not_disturb","id":i,"login_id":a,"on":false}))
+            .await
+            .unwrap();
+    }
+    let mut busy = vec![];
+    let mut timeouts = 0;
+    tokio::time::timeout(T, async {
+        while busy.len() + timeouts < n {
+            let v = c.recv().await.unwrap();
+            if v["type"] != "result" {
+                continue;
+            }
+            match v["error"]["code"].as_str() {
+                Some("busy") => busy.push(v["id"].as_u64().unwrap() as usize),
+                Some("timeout") => timeouts += 1,
+                other => panic!("unexpected result {other:?}: {v}"),
+            }
+        }
+    })
+    .await
+    .expect("every command was answered");
+    // Results come back as they complete, not in order.
+    busy.sort_unstable();
+    assert_eq!(busy, (cap..n).collect::<Vec<_>>());
+    assert_eq!(timeouts, cap);
+    // Once answered, the connection's commands go through again.
+    env.sim.set_unresponsive(false);
+    let (r, _) = command(
+        &mut c,
+        json!({"type":"set_do_not_disturb","id":"again","login_id":a,"on":false}),
+        &[],
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+}

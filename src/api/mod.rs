@@ -16,7 +16,7 @@ use proto::{ClientMessage, Rejected};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -47,6 +47,9 @@ pub mod close {
     /// Slow consumer.
     pub const SLOW_CONSUMER: u16 = 4008;
 }
+
+/// Commands one connector connection may have awaiting their results; more are answered `busy`.
+pub const MAX_COMMANDS_IN_FLIGHT: usize = 64;
 
 /// Settings of the API server.
 #[derive(Debug, Clone)]
@@ -412,6 +415,7 @@ impl Api {
             connector.clone(),
         ));
         let mut bad = 0u32;
+        let in_flight = Arc::new(AtomicUsize::new(0));
         // Resolved on the first message (as the macro created the series), then reused.
         let mut received: Option<metrics::Counter> = None;
         loop {
@@ -445,7 +449,8 @@ impl Api {
             match serde_json::from_str::<ClientMessage>(&t) {
                 Ok(m) => {
                     bad = 0;
-                    self.handle(m, &accepted, &connector, &direct_tx).await;
+                    self.handle(m, &accepted, &connector, &direct_tx, &in_flight)
+                        .await;
                 }
                 Err(e) => {
                     bad += 1;
@@ -479,6 +484,7 @@ impl Api {
         accepted: &[LoginId],
         connector: &Arc<str>,
         direct: &mpsc::Sender<Bytes>,
+        in_flight: &Arc<AtomicUsize>,
     ) {
         let (id, login, command) = match m {
             ClientMessage::Ping { id } => {
@@ -506,15 +512,23 @@ impl Api {
             .registry()
             .resolve(&login)
             .filter(|l| accepted.contains(l));
-        let outcome_rx = match resolved {
-            None => Err(CommandError::Forbidden),
-            Some(l) => command
-                .validate()
-                .and_then(|()| self.hub.command(&l, command)),
+        // One connector cannot queue unbounded work on the PBX link that every Login ID shares.
+        let outcome_rx = if in_flight.load(Ordering::Relaxed) >= MAX_COMMANDS_IN_FLIGHT {
+            Err(CommandError::Busy)
+        } else {
+            match resolved {
+                None => Err(CommandError::Forbidden),
+                Some(l) => command
+                    .validate()
+                    .and_then(|()| self.hub.command(&l, command)),
+            }
         };
         let direct = direct.clone();
         let connector = connector.clone();
         let timeout = self.settings.command_timeout;
+        // Counted here, on the read loop, so the check above sees every command before it.
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let in_flight = in_flight.clone();
         // Await the PBX's answer off the read loop, so commands do not serialize behind each other.
         tokio::spawn(async move {
             let outcome = match outcome_rx {
@@ -530,6 +544,7 @@ impl Api {
                 Err(e) => e.code(),
             };
             metrics::counter!("ctigate_api_commands_total", "connector" => connector.to_string(), "command" => name, "outcome" => label).increment(1);
+            in_flight.fetch_sub(1, Ordering::Relaxed);
             let _ = direct
                 .send(proto::result(id.as_ref(), name, &login, &outcome))
                 .await;

@@ -144,6 +144,10 @@ struct SnapshotAssembly {
 /// is what switches drop under.
 const MAX_IN_FLIGHT: usize = 256;
 
+/// Commands awaiting the PBX's answer on one link, from all connectors together; more are
+/// answered `busy` rather than queued onto a switch that is already behind.
+const MAX_PENDING_COMMANDS: usize = 256;
+
 /// More calls than any one device can hold: a switch that keeps sending segments is not followed.
 const MAX_SNAPSHOT_CALLS: usize = 4096;
 
@@ -876,6 +880,17 @@ impl Session {
                 .push(Output::Reply(req.reply, Err(CommandError::LinkDown)));
             return;
         }
+        let waiting = self
+            .pending
+            .values()
+            .filter(|p| matches!(p.what, Pending::Command { .. }))
+            .count();
+        if waiting >= MAX_PENDING_COMMANDS {
+            metrics::counter!("ctigate_link_commands_total", "link" => self.cfg.pbx.to_string(), "command" => req.command.name(), "outcome" => "busy").increment(1);
+            self.out
+                .push(Output::Reply(req.reply, Err(CommandError::Busy)));
+            return;
+        }
         let Some(i) = self.devices.iter().position(|d| d.name == req.device) else {
             self.out.push(Output::Reply(
                 req.reply,
@@ -1396,6 +1411,43 @@ mod tests {
                 let _ = tx.send(r);
             }
         }
+    }
+
+    #[test]
+    fn commands_past_the_pending_cap_are_answered_busy_without_reaching_the_pbx() {
+        let t0 = Instant::now();
+        let (mut s, _) = monitored_200(t0);
+        let mut first = None;
+        for _ in 0..MAX_PENDING_COMMANDS {
+            let (f, rx) = command(&mut s, Command::MakeCall { to: "300".into() }, t0);
+            assert_eq!(f.1, "MakeCall");
+            first.get_or_insert((f.0, rx));
+        }
+        let (tx, mut rx) = oneshot::channel();
+        s.on_command(
+            LinkRequest {
+                device: Text::from("200"),
+                command: Command::MakeCall { to: "301".into() },
+                reply: tx,
+            },
+            t0,
+        );
+        let (f, _) = s.drain().fold((0, 0), |n, o| match o {
+            Output::Send(_) => (n.0 + 1, n.1),
+            Output::Reply(tx, r) => {
+                let _ = tx.send(r);
+                (n.0, n.1 + 1)
+            }
+            _ => n,
+        });
+        assert_eq!(f, 0, "nothing sent to the PBX");
+        assert!(matches!(rx.try_recv(), Ok(Err(CommandError::Busy))));
+        // An answer frees a slot.
+        let (id, _) = first.unwrap();
+        s.on_frame(&frame(id, "<MakeCallResponse><callingDevice><callID>c9</callID><deviceID>200</deviceID></callingDevice></MakeCallResponse>"), t0, 0);
+        deliver_replies(&mut s);
+        let (f, _) = command(&mut s, Command::MakeCall { to: "302".into() }, t0);
+        assert_eq!(f.1, "MakeCall");
     }
 
     #[test]
