@@ -830,6 +830,84 @@ async fn in_accept_mode_only_a_connection_that_opens_a_session_replaces_the_live
     drop(silent);
 }
 
+/// Reads frames from `s` until one whose root is `root`; returns its invoke id.
+async fn read_until_root(
+    s: &mut tokio::net::TcpStream,
+    d: &mut ctigate::codec::framing::Deframer,
+    root: &str,
+) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Ok(Some(f)) = d.next_frame() {
+            let doc = ctigate::codec::xml::decode(&f.body).unwrap();
+            if doc.name == root {
+                return f.invoke_id.0;
+            }
+        }
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "the gateway closed the connection before sending {root}"
+        );
+        d.push(&buf[..n]);
+    }
+}
+
+fn osv_frame(id: u16, body: &str) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    ctigate::codec::framing::encode_frame(
+        ctigate::codec::framing::InvokeId(id),
+        body.as_bytes(),
+        &mut out,
+    )
+    .unwrap();
+    out.to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_accept_mode_a_connection_still_opening_when_the_live_one_drops_takes_over() {
+    let mut o = EnvOptions::for_dialect("accept-takeover", Dialect::Osv);
+    o.devices = 1;
+    o.accept = true;
+    o.link_tls = LinkTls::Plain;
+    let env = start(o).await;
+    env.wait_green().await;
+    // The PBX's new connection (played here by hand) arrives while the old one is live, and
+    // says nothing yet.
+    let addr = env.pbx_listen.clone().unwrap();
+    let mut pbx = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The old connection drops before the new one has opened its session.
+    assert!(env.sim.cut_mid_frame());
+    wait_until(T, || {
+        !env.gw.links[0]
+            .up
+            .load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
+    // Now it opens, OSV style; the gateway monitors on it.
+    let mut d = ctigate::codec::framing::Deframer::new(65_535);
+    pbx.write_all(&osv_frame(
+        1,
+        "<SystemStatus><systemStatus>enabled</systemStatus></SystemStatus>",
+    ))
+    .await
+    .unwrap();
+    let reg = tokio::time::timeout(T, read_until_root(&mut pbx, &mut d, "SystemRegister"))
+        .await
+        .unwrap();
+    pbx.write_all(&osv_frame(
+        reg,
+        "<SystemRegisterResponse><sysStatRegisterID>1</sysStatRegisterID></SystemRegisterResponse>",
+    ))
+    .await
+    .unwrap();
+    tokio::time::timeout(T, read_until_root(&mut pbx, &mut d, "MonitorStart"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connectors_without_a_client_certificate_are_refused_under_mtls() {
     let mut o = EnvOptions::new("mtls");

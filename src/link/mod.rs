@@ -17,6 +17,7 @@ use bytes::Bytes;
 use counters::LinkCounters;
 use csta_xml::{Output, Session, SessionConfig};
 use rand::Rng;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -181,6 +182,7 @@ async fn run(
     let counters = Arc::new(LinkCounters::new(name.clone()));
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let mut conns = Connections::new(transport, cfg.session.handshake_timeout, &shutdown);
+    let mut candidates = Candidates::new(&cfg);
     let mut replacement: Option<Connection> = None;
     loop {
         let conn = match replacement.take() {
@@ -213,6 +215,7 @@ async fn run(
             &cfg,
             conn,
             &mut conns,
+            &mut candidates,
             &hub,
             &shutdown,
             &state,
@@ -234,6 +237,15 @@ async fn run(
         if let Some(next) = end.replaced_by {
             replacement = Some(next);
             continue;
+        }
+        // A connection still opening when the live one ended takes over as soon as it opens.
+        match await_candidate(&mut candidates, &shutdown, &mut commands).await {
+            Waited::Opened(c) => {
+                replacement = Some(*c);
+                continue;
+            }
+            Waited::Shutdown => break,
+            Waited::None => {}
         }
         if !wait(&shutdown, &mut commands, backoff.next_delay()).await {
             break;
@@ -309,6 +321,30 @@ impl Connections {
     }
 }
 
+enum Waited {
+    Opened(Box<Connection>),
+    Shutdown,
+    None,
+}
+
+/// Waits for the first candidate to open (refusing commands meanwhile), or for all to fail.
+async fn await_candidate(
+    candidates: &mut Candidates,
+    shutdown: &CancellationToken,
+    commands: &mut mpsc::Receiver<LinkRequest>,
+) -> Waited {
+    while !candidates.is_empty() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Waited::Shutdown,
+            c = candidates.next_opened() => return c.map_or(Waited::None, |c| Waited::Opened(Box::new(c))),
+            Some(req) = commands.recv() => {
+                let _ = req.reply.send(Err(CommandError::LinkDown));
+            }
+        }
+    }
+    Waited::None
+}
+
 /// Sleeps, refusing commands meanwhile. Returns false on shutdown.
 async fn wait(
     shutdown: &CancellationToken,
@@ -356,6 +392,67 @@ impl Connection {
 
 /// Accepted connections being opened at once while the link is up (accept mode).
 const MAX_CANDIDATES: usize = 4;
+
+/// Connections accepted while a link is up, each opening its session in a task of its own
+/// ([`open`]). They outlive the connection they would replace: a PBX that dials again and then
+/// drops its old connection (or whose old one resets) keeps the new one.
+struct Candidates {
+    name: Text,
+    set: tokio::task::JoinSet<Result<Connection, (String, String)>>,
+    /// Oldest first, to make room for a newer one when all slots are taken.
+    order: VecDeque<tokio::task::AbortHandle>,
+    /// The opening may wait for an unanswered SystemRegister after the handshake.
+    limit: Duration,
+}
+
+impl Candidates {
+    fn new(cfg: &LinkConfig) -> Candidates {
+        Candidates {
+            name: cfg.session.pbx.clone(),
+            set: tokio::task::JoinSet::new(),
+            order: VecDeque::new(),
+            limit: cfg.session.handshake_timeout + cfg.session.request_timeout,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Starts opening `c`. With every slot taken, the oldest gives way: connections that say
+    /// nothing hold a slot until their time is up, and must not lock out the PBX dialing again.
+    fn add(&mut self, c: Connection, counters: &Arc<LinkCounters>) {
+        self.order.retain(|h| !h.is_finished());
+        if self.order.len() >= MAX_CANDIDATES
+            && let Some(oldest) = self.order.pop_front()
+        {
+            oldest.abort();
+            self.no_session("none within the slots: the oldest connection still opening gave way to a newer one");
+        }
+        let h = self.set.spawn(open(c, self.limit, counters.clone()));
+        self.order.push_back(h);
+    }
+
+    fn no_session(&self, reason: &str) {
+        metrics::counter!("ctigate_link_connect_failures_total", "link" => self.name.to_string(), "protocol" => "csta-xml", "kind" => "no_session").increment(1);
+        warn!(link = %self.name, %reason, "PBX connection did not open a CSTA session");
+    }
+
+    /// The next connection whose session opened; `None` once none is left. Failures are counted
+    /// on the way. Cancel-safe (nothing is taken from the set without being handled).
+    async fn next_opened(&mut self) -> Option<Connection> {
+        while let Some(r) = self.set.join_next().await {
+            match r {
+                Ok(Ok(c)) => return Some(c),
+                Ok(Err((from, reason))) => self.no_session(&format!("{from}: {reason}")),
+                // Gave way to a newer one (counted then).
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => warn!(link = %self.name, error = %e, "opening a PBX connection failed"),
+            }
+        }
+        None
+    }
+}
 
 /// Opens the CSTA session on a connection accepted while another is live, so that only a
 /// connection that completes the dialect's opening replaces it: a port scan, a probe or a peer
@@ -442,6 +539,7 @@ async fn serve(
     cfg: &LinkConfig,
     conn: Connection,
     conns: &mut Connections,
+    candidates: &mut Candidates,
     hub: &Hub,
     shutdown: &CancellationToken,
     state: &LinkState,
@@ -471,9 +569,6 @@ async fn serve(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut accepting = conns.accepting();
-    let mut candidates = tokio::task::JoinSet::new();
-    // The opening may wait for an unanswered SystemRegister after the handshake.
-    let open_limit = cfg.session.handshake_timeout + cfg.session.request_timeout;
 
     let mut end = apply(&mut session, hub, state, &wtx, backoff);
     while end.is_none() {
@@ -548,14 +643,9 @@ async fn serve(
                 end = apply(&mut session, hub, state, &wtx, backoff);
             }
             c = conns.next(), if accepting => match c {
-                Some(Ok((stream, from))) if candidates.len() < MAX_CANDIDATES => {
+                Some(Ok((stream, from))) => {
                     info!(link = %name, peer = %from, live = %peer, "another PBX connection; it replaces the live one once it opens a CSTA session");
-                    let c = Connection::new(cfg, stream, from, counters);
-                    candidates.spawn(open(c, open_limit, counters.clone()));
-                }
-                Some(Ok((_, from))) => {
-                    metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => "too_many_candidates").increment(1);
-                    warn!(link = %name, peer = %from, "PBX connection refused: {MAX_CANDIDATES} others are opening a session");
+                    candidates.add(Connection::new(cfg, stream, from, counters), counters);
                 }
                 Some(Err(e)) => {
                     metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
@@ -563,18 +653,11 @@ async fn serve(
                 }
                 None => accepting = false,
             },
-            Some(r) = candidates.join_next(), if !candidates.is_empty() => match r {
-                Ok(Ok(c)) => {
-                    let mut e = End::new("replaced", format!("PBX opened a new session from {}", c.peer));
-                    e.replaced_by = Some(c);
-                    end = Some(e);
-                }
-                Ok(Err((from, reason))) => {
-                    metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => "no_session").increment(1);
-                    warn!(link = %name, peer = %from, %reason, "PBX connection did not open a CSTA session; the live one is kept");
-                }
-                Err(e) => warn!(link = %name, error = %e, "opening a PBX connection failed"),
-            },
+            Some(c) = candidates.next_opened(), if !candidates.is_empty() => {
+                let mut e = End::new("replaced", format!("PBX opened a new session from {}", c.peer));
+                e.replaced_by = Some(c);
+                end = Some(e);
+            }
         }
     }
     let end = end.unwrap_or_else(|| End::new("eof", "closed"));
@@ -754,10 +837,8 @@ tls = false
         out.to_vec()
     }
 
-    /// Runs `serve` on our end of `ours` until it ends.
-    async fn serve_on(cfg: &LinkConfig, ours: DuplexStream, shutdown: &CancellationToken) -> End {
-        let counters = Arc::new(LinkCounters::new(cfg.session.pbx.clone()));
-        let state = LinkState {
+    fn link_state(cfg: &LinkConfig) -> Arc<LinkState> {
+        Arc::new(LinkState {
             name: cfg.session.pbx.clone(),
             protocol: "csta-xml",
             up: AtomicBool::new(false),
@@ -765,7 +846,17 @@ tls = false
             monitored: AtomicUsize::new(0),
             connects: AtomicU64::new(0),
             last_error: Mutex::new(None),
-        };
+        })
+    }
+
+    /// Runs `serve` on our end of `ours` until it ends.
+    async fn serve_on(
+        cfg: &LinkConfig,
+        ours: DuplexStream,
+        shutdown: &CancellationToken,
+        state: &LinkState,
+    ) -> End {
+        let counters = Arc::new(LinkCounters::new(cfg.session.pbx.clone()));
         let conn = Connection::new(cfg, Box::new(ours), "test".into(), &counters);
         // Never used: dial mode takes no new connection while serving.
         let mut conns = Connections::Dial(
@@ -778,9 +869,10 @@ tls = false
             cfg,
             conn,
             &mut conns,
+            &mut Candidates::new(cfg),
             &hub(),
             shutdown,
-            &state,
+            state,
             &mut commands,
             &mut backoff,
             &counters,
@@ -804,9 +896,13 @@ tls = false
             drop(pbx);
         });
         let shutdown = CancellationToken::new();
-        let end = tokio::time::timeout(Duration::from_secs(600), serve_on(&cfg, ours, &shutdown))
-            .await
-            .expect("the connection outlived the write deadline");
+        let state = link_state(&cfg);
+        let end = tokio::time::timeout(
+            Duration::from_secs(600),
+            serve_on(&cfg, ours, &shutdown, &state),
+        )
+        .await
+        .expect("the connection outlived the write deadline");
         assert_eq!(
             (end.label, end.detail.as_str()),
             ("write_error", "write to PBX failed")
@@ -857,18 +953,21 @@ tls = false
         let switch = tokio::spawn(fake_switch(pbx, monitored.clone()));
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        let m = monitored.clone();
+        let state = link_state(&cfg);
+        let st = state.clone();
         tokio::spawn(async move {
-            while m.load(Ordering::Relaxed) < n {
+            // Stop once the gateway has taken every MonitorStart answer in.
+            while st.monitored.load(Ordering::Relaxed) < n {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            // Let the last MonitorStart answers in.
-            tokio::time::sleep(Duration::from_millis(200)).await;
             stop.cancel();
         });
-        let end = tokio::time::timeout(Duration::from_secs(60), serve_on(&cfg, ours, &shutdown))
-            .await
-            .expect("serve ended");
+        let end = tokio::time::timeout(
+            Duration::from_secs(60),
+            serve_on(&cfg, ours, &shutdown, &state),
+        )
+        .await
+        .expect("serve ended");
         assert_eq!(end.label, "shutdown");
         let roots = tokio::time::timeout(Duration::from_secs(10), switch)
             .await

@@ -139,9 +139,11 @@ struct SnapshotAssembly {
     deadline: Instant,
 }
 
-/// MonitorStarts (and resync snapshots) out at once, whatever `monitor_rate` says: a burst of
-/// thousands would overflow the link's write queue (which ends the connection as stalled) and
-/// is what switches drop under.
+/// MonitorStarts out at once, whatever `monitor_rate` says (a burst of thousands would overflow
+/// the link's write queue, which ends the connection as stalled, and is what switches drop
+/// under). Resync snapshots after `messagesLost` share the budget with the snapshots already
+/// out; the snapshot that follows each MonitorStart answer is not paced, so at most about twice
+/// this many requests are out at once.
 const MAX_IN_FLIGHT: usize = 256;
 
 /// Commands awaiting the PBX's answer on one link, from all connectors together; more are
@@ -174,6 +176,10 @@ struct Dev {
     since_snapshot: Option<Vec<Text>>,
     /// In `resync_queue`.
     resync_queued: bool,
+    /// Lost messages were reported while a snapshot was out: that snapshot keeps the calls its
+    /// events showed since it was asked, and a clearing among the lost ones would leave one of
+    /// them open; one more snapshot follows it.
+    resync_again: bool,
 }
 
 /// The connection device id the PBX uses for one device in each of its calls: the most recent
@@ -257,6 +263,7 @@ impl Session {
                 conn_ids: ConnIds::default(),
                 since_snapshot: None,
                 resync_queued: false,
+                resync_again: false,
             })
             .collect();
         let phase = match cfg.dialect {
@@ -709,17 +716,37 @@ impl Session {
     /// Queues a snapshot of every monitored device that has none outstanding; returns how many.
     fn queue_resyncs(&mut self) -> usize {
         let mut n = 0;
-        for (i, d) in self.devices.iter_mut().enumerate() {
-            if matches!(d.state, MonState::Monitored(_))
-                && d.since_snapshot.is_none()
-                && !d.resync_queued
-            {
-                d.resync_queued = true;
-                self.resync_queue.push_back(i);
+        for i in 0..self.devices.len() {
+            let d = &mut self.devices[i];
+            if !matches!(d.state, MonState::Monitored(_)) {
+                continue;
+            }
+            if d.since_snapshot.is_some() {
+                d.resync_again = true;
+                n += 1;
+            } else if self.queue_resync(i) {
                 n += 1;
             }
         }
         n
+    }
+
+    /// Queues a snapshot of device `i` unless one is queued; true if it was queued now.
+    fn queue_resync(&mut self, i: usize) -> bool {
+        let d = &mut self.devices[i];
+        if d.resync_queued {
+            return false;
+        }
+        d.resync_queued = true;
+        self.resync_queue.push_back(i);
+        true
+    }
+
+    /// After device `i`'s snapshot ended (resynced or not): the one more it may owe.
+    fn after_snapshot(&mut self, i: usize) {
+        if std::mem::take(&mut self.devices[i].resync_again) {
+            self.queue_resync(i);
+        }
     }
 
     /// One `SnapshotDeviceData` segment: collect its calls; the last one completes the resync.
@@ -765,11 +792,13 @@ impl Session {
             device: dev.name.clone(),
             call_ids,
         });
+        self.after_snapshot(i);
     }
 
     fn resync_failed(&mut self, i: usize) {
         self.devices[i].since_snapshot = None;
         self.count_resync("failed");
+        self.after_snapshot(i);
     }
 
     /// `ctigate_link_resyncs_total{outcome}`: `done`, or `failed` (no usable snapshot; calls
@@ -1140,6 +1169,7 @@ impl Session {
             d.state = MonState::Queued;
             d.since_snapshot = None;
             d.resync_queued = false;
+            d.resync_again = false;
             self.out.push(Output::Device(
                 d.name.clone(),
                 DeviceStatus::NotMonitored(reason.to_string()),
@@ -1694,8 +1724,7 @@ mod tests {
         assert_eq!(f[0].1, "SystemStatusResponse");
         // Paced like MonitorStarts (rate 2/s, at most two out): two now, the third later.
         assert_eq!(snaps.len(), 2, "{f:?}");
-        // A second report while they are out queues nothing twice.
-        s.on_frame(&system_status("messagesLost"), t, 0);
+        // The third waits while two are out.
         t += Duration::from_secs(1);
         s.on_tick(t);
         let (f2, _) = sent(&mut s);
@@ -1717,6 +1746,31 @@ mod tests {
             .collect();
         asked.sort();
         assert_eq!(asked, ["200", "201", "202"]);
+    }
+
+    #[test]
+    fn lost_messages_reported_while_a_snapshot_is_out_are_followed_by_one_more() {
+        let t0 = Instant::now();
+        let (mut s, snap) = monitored_200(t0);
+        s.on_frame(&system_status("messagesLost"), t0, 0);
+        let (f, _) = sent(&mut s);
+        assert!(f.iter().all(|x| x.1 != "SnapshotDevice"), "{f:?}");
+        s.on_frame(
+            &frame(snap, "<SnapshotDeviceResponse><crossRefIDorSnapshotData><snapshotData/></crossRefIDorSnapshotData></SnapshotDeviceResponse>"),
+            t0,
+            0,
+        );
+        assert_eq!(snapshots(&sent(&mut s).1).len(), 1);
+        s.on_tick(t0 + Duration::from_secs(1));
+        let (f, _) = sent(&mut s);
+        assert_eq!(
+            f.iter().filter(|x| x.1 == "SnapshotDevice").count(),
+            1,
+            "{f:?}"
+        );
+        // And only one.
+        s.on_tick(t0 + Duration::from_secs(2));
+        assert!(sent(&mut s).0.iter().all(|x| x.1 != "SnapshotDevice"));
     }
 
     #[test]
@@ -1787,7 +1841,7 @@ mod tests {
             f.iter().filter(|x| x.1 == "MonitorStart").count(),
             MAX_IN_FLIGHT
         );
-        // Answers free slots; a tick refills the bucket and sends as many again.
+        // Each answer frees a slot, and tokens are left: as many MonitorStarts follow at once.
         for (id, _, _) in f.iter().take(10) {
             s.on_frame(&frame(*id, "<MonitorStartResponse><monitorCrossRefID>x</monitorCrossRefID></MonitorStartResponse>"), t0, 0);
         }
