@@ -174,6 +174,12 @@ async fn run(
     if !transport.is_tls() {
         warn!(link = %name, "PBX link runs WITHOUT TLS (tls = false): call data crosses the network in clear text");
     }
+    if matches!(transport, Transport::Accept { .. })
+        && cfg.session.dialect == crate::config::Dialect::Ecma354
+    {
+        // Each connection opens its session to be considered, so each is sent the login.
+        warn!(link = %name, "accept mode with the ecma354 dialect: every peer that connects is sent StartApplicationSession with session_password; let only the PBX connect (tls_client_ca, or a firewall)");
+    }
     for d in &cfg.session.devices {
         hub.set_device_status(&name, d, DeviceStatus::NotMonitored("connecting".into()));
     }
@@ -253,13 +259,13 @@ async fn run(
     }
 }
 
+/// TLS handshakes of accepted connections in progress at once, per link.
+const MAX_HANDSHAKES: usize = 8;
+
 /// Where a link's connections come from. Accepted connections are taken by a task of their own
 /// and each TLS handshake runs in a task of its own (at most [`MAX_HANDSHAKES`] at once, each
 /// within the handshake timeout), so that a handshake in progress survives whatever else the link
 /// is doing, and a client that never completes one holds up nothing but itself.
-/// TLS handshakes of accepted connections in progress at once, per link.
-const MAX_HANDSHAKES: usize = 8;
-
 enum Connections {
     Dial(Transport, Duration),
     Accept(mpsc::Receiver<Result<(Stream, String), TransportError>>),
