@@ -1,12 +1,13 @@
 //! Tests against peers nobody here wrote: Prometheus's `promtool` lints our `/metrics`; a connector
-//! written with Python's `websockets` over OpenSSL talks to the connector API.
+//! written with Python's `websockets` over OpenSSL talks to the connector API; pyssimist's
+//! `CstaServer` (PyPI) is the PBX.
 //!
 //! On a developer machine without the tool the test says so and passes; under CI (`CI` set) a
 //! missing tool is a failure, because `.ci/run` installs it.
 
 mod common;
 
-use common::{EnvOptions, recv_until, start};
+use common::{EnvOptions, LinkTls, recv_until, start};
 use ctigate::sim::csta_xml::Scenario;
 use std::collections::HashMap;
 use std::io::Write;
@@ -186,4 +187,62 @@ async fn testssl_finds_nothing_wrong_with_the_connector_listener() {
         .map(|f| format!("{} {}: {}", f["severity"], f["id"], f["finding"]))
         .collect();
     assert!(bad.is_empty(), "testssl findings:\n{}", bad.join("\n"));
+}
+
+/// pyssimist's `CstaServer` (PyPI `pyssimist`, an OSV-style CSTA XML switch written by an OSV
+/// tester) as the PBX: its framing, its `SystemStatus` opening and its answers to SystemRegister,
+/// MonitorStart and SnapshotDevice bring the link up, and its own `DeliveredEvent` template
+/// reaches the connector, normalized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyssimists_csta_switch_brings_the_link_up_and_its_event_reaches_the_connector() {
+    // Found without importing it: importing writes its trace file into the working directory.
+    let found = "import importlib.util, sys; sys.exit(importlib.util.find_spec('csta') is None)";
+    if !runs("python3", &["-c", found]) {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/pyssimist_switch.py"
+    );
+    // It writes its trace file (CallTrace.txt) where it runs.
+    let dir = tempfile::tempdir().unwrap();
+    let mut switch = Command::new("python3")
+        .args([script, "5001"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(switch.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("the switch printed its port").unwrap();
+        if let Some(p) = line.strip_prefix("PORT ") {
+            break p.trim().to_string();
+        }
+    };
+    let mut o = EnvOptions::new("pyssimist");
+    o.devices = 1;
+    o.link_tls = LinkTls::Plain;
+    o.pbx_addr = Some(format!("127.0.0.1:{port}"));
+    let env = start(o).await;
+    env.wait_green().await;
+    let (mut c, _) = env
+        .hello(&env.token_all, &env.logins, &HashMap::new())
+        .await;
+    let e = recv_until(&mut c, Duration::from_secs(20), |v| v["type"] == "event").await;
+    let _ = switch.kill();
+    let _ = switch.wait();
+    assert_eq!(
+        (e["event"].as_str(), e["login_id"].as_str()),
+        (Some("delivered"), Some(env.logins[0].as_str())),
+        "{e}"
+    );
+    assert_eq!(e["cause"], "newCall", "{e}");
+    assert_eq!(e["state"], "alerting", "{e}");
+    assert_eq!(e["at"]["number"], "5001", "{e}");
+    assert_eq!(e["connection_device"], "5001", "{e}");
+    // Its template carries no callID: the event still reaches the Login ID, without one.
+    assert!(e.get("call_id").is_none(), "{e}");
 }

@@ -45,6 +45,8 @@ pub struct EnvOptions {
     pub namespace_prefix: Option<&'static str>,
     /// The simulator answers snapshots in `SnapshotDeviceData` segments.
     pub segmented_snapshots: bool,
+    /// Dial this switch instead of the simulator (a peer nobody here wrote; plain TCP).
+    pub pbx_addr: Option<String>,
 }
 
 /// How the PBX link is secured in a test.
@@ -79,6 +81,7 @@ impl EnvOptions {
             namespace: ns::ED4,
             namespace_prefix: None,
             segmented_snapshots: false,
+            pbx_addr: None,
         }
     }
 
@@ -208,7 +211,10 @@ max_connections = 2
         rt = o.request_timeout_ms,
         ring = o.replay_ring,
         name = o.name,
-        sim = accept_addr.clone().unwrap_or_else(|| sim.addr.to_string()),
+        sim = accept_addr
+            .clone()
+            .or(o.pbx_addr.clone())
+            .unwrap_or_else(|| sim.addr.to_string()),
         link_tls = o.link_tls != LinkTls::Plain,
         tls_files = if o.link_tls == LinkTls::Plain {
             ""
@@ -248,7 +254,7 @@ max_connections = 2
             (o.link_tls != LinkTls::Plain).then(|| certs.server_config(false).unwrap()),
         ),
         None => Transport::dial(
-            sim.addr.to_string(),
+            o.pbx_addr.clone().unwrap_or_else(|| sim.addr.to_string()),
             match o.link_tls {
                 LinkTls::Plain => None,
                 LinkTls::Ok => Some((
