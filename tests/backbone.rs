@@ -73,6 +73,12 @@ async fn answer(c: &mut Client, login: &str, call: &str) {
     assert_eq!(r["ok"], true, "{r}");
 }
 
+/// Waits for the Login ID's status to go yellow, then green again (a link that recovered).
+async fn yellow_then_green(c: &mut Client) {
+    recv_until(c, T, |v| v["type"] == "status" && v["status"] == "yellow").await;
+    recv_until(c, T, |v| v["type"] == "status" && v["status"] == "green").await;
+}
+
 async fn quiet(env: &common::Env) {
     wait_until(T, || env.devices.iter().all(|d| env.sim.calls_at(d) == 0)).await;
     // Let the last events cross the link and the hub.
@@ -747,14 +753,7 @@ async fn a_pbx_that_dials_the_gateway_in_accept_mode(dialect: Dialect) {
     );
     // The PBX's connection drops mid-frame; it dials again and the link recovers.
     assert!(env.sim.cut_mid_frame());
-    recv_until(&mut c, T, |v| {
-        v["type"] == "status" && v["status"] == "yellow"
-    })
-    .await;
-    recv_until(&mut c, T, |v| {
-        v["type"] == "status" && v["status"] == "green"
-    })
-    .await;
+    yellow_then_green(&mut c).await;
     assert!(env.sim.connections() >= 2);
 }
 
@@ -1284,14 +1283,7 @@ async fn a_switch_reporting_lost_messages_is_resynced_and_one_going_down_is_reco
     assert_eq!(status("enabled"), 1.0);
     // The switch takes its CSTA service down: the link closes, backs off and opens again.
     assert!(env.sim.send_system_status("disabled"));
-    recv_until(&mut c, T, |v| {
-        v["type"] == "status" && v["status"] == "yellow"
-    })
-    .await;
-    recv_until(&mut c, T, |v| {
-        v["type"] == "status" && v["status"] == "green"
-    })
-    .await;
+    yellow_then_green(&mut c).await;
     assert!(env.sim.connections() > connects);
     env.sim.play(&env.devices[0], Scenario::InboundAnswered);
     recv_until(&mut c, T, |v| v["event"] == "established").await;

@@ -47,6 +47,19 @@ pub struct LinkState {
 }
 
 impl LinkState {
+    /// A link named `name` with `devices` configured, not connected yet.
+    fn new(name: Text, devices: usize) -> LinkState {
+        LinkState {
+            name,
+            protocol: "csta-xml",
+            up: AtomicBool::new(false),
+            devices,
+            monitored: AtomicUsize::new(0),
+            connects: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
     fn set_error(&self, e: String) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     }
@@ -143,15 +156,10 @@ pub fn spawn(
     shutdown: CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
 ) -> Arc<LinkState> {
-    let state = Arc::new(LinkState {
-        name: cfg.session.pbx.clone(),
-        protocol: "csta-xml",
-        up: AtomicBool::new(false),
-        devices: cfg.session.devices.len(),
-        monitored: AtomicUsize::new(0),
-        connects: AtomicU64::new(0),
-        last_error: Mutex::new(None),
-    });
+    let state = Arc::new(LinkState::new(
+        cfg.session.pbx.clone(),
+        cfg.session.devices.len(),
+    ));
     let (tx, rx) = mpsc::channel(256);
     hub.register_link(cfg.session.pbx.clone(), tx);
     tasks.spawn(run(cfg, transport, hub, shutdown, state.clone(), rx));
@@ -844,15 +852,10 @@ tls = false
     }
 
     fn link_state(cfg: &LinkConfig) -> Arc<LinkState> {
-        Arc::new(LinkState {
-            name: cfg.session.pbx.clone(),
-            protocol: "csta-xml",
-            up: AtomicBool::new(false),
-            devices: cfg.session.devices.len(),
-            monitored: AtomicUsize::new(0),
-            connects: AtomicU64::new(0),
-            last_error: Mutex::new(None),
-        })
+        Arc::new(LinkState::new(
+            cfg.session.pbx.clone(),
+            cfg.session.devices.len(),
+        ))
     }
 
     /// Runs `serve` on our end of `ours` until it ends.
