@@ -795,14 +795,7 @@ async fn in_accept_mode_only_a_connection_that_opens_a_session_replaces_the_live
         .await
         .unwrap();
     drop(http);
-    let mut m = String::new();
-    for _ in 0..200 {
-        m = env.metrics().await;
-        if no_session(&m) >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let m = env.metrics_when(|m| no_session(m) >= 1.0).await;
     assert_eq!(no_session(&m), 1.0, "the HTTP client was not refused");
     assert_eq!(replaced(&m), 0.0);
     assert_eq!(env.sim.connections(), 1);
@@ -811,14 +804,7 @@ async fn in_accept_mode_only_a_connection_that_opens_a_session_replaces_the_live
     // The PBX restarts: its old connection stays open but dead, and it dials again.
     assert!(env.sim.abandon_connection());
     wait_until(T, || env.sim.connections() == 2 && env.sim.monitored() == 1).await;
-    let mut m = String::new();
-    for _ in 0..200 {
-        m = env.metrics().await;
-        if replaced(&m) >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let m = env.metrics_when(|m| replaced(m) >= 1.0).await;
     assert_eq!(replaced(&m), 1.0);
     env.wait_green().await;
     env.sim.play(&env.devices[0], Scenario::InboundAnswered);
@@ -1220,14 +1206,7 @@ async fn a_snapshot_sent_in_segments_closes_only_the_calls_the_pbx_lost() {
     // The link drops but the PBX keeps both calls: the resync, whose calls arrive one per
     // segment after an answer that holds none, must close nothing.
     assert!(env.sim.cut_mid_frame());
-    let mut m = String::new();
-    for _ in 0..200 {
-        m = env.metrics().await;
-        if resyncs(&m) > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let m = env.metrics_when(|m| resyncs(m) > before).await;
     assert!(resyncs(&m) > before, "no resync after the reconnect");
     assert_eq!(env.sim.requests_received("SnapshotDevice"), 2);
     assert_eq!(env.gw.hub.calls(&login).unwrap().len(), 2);

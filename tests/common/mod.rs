@@ -347,6 +347,19 @@ impl Env {
     pub async fn metrics(&self) -> String {
         self.http_get("/metrics").await.1
     }
+
+    /// `/metrics` once `until` holds for it, or after 10 s (the caller asserts on what it got).
+    pub async fn metrics_when(&self, until: impl Fn(&str) -> bool) -> String {
+        let mut m = String::new();
+        for _ in 0..200 {
+            m = self.metrics().await;
+            if until(&m) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        m
+    }
 }
 
 /// Sum of the samples of `name` whose labels contain every `labels` pair.
