@@ -200,40 +200,52 @@ async fn pyssimists_csta_switch_brings_the_link_up_and_its_event_reaches_the_con
     if !runs("python3", &["-c", found]) {
         return;
     }
-    use std::io::{BufRead, BufReader};
+    // A free port for it, chosen here: nothing is read back from its output.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/peers/pyssimist_switch.py"
     );
-    // It writes its trace file (CallTrace.txt) where it runs.
+    // It writes its trace file (CallTrace.txt) where it runs; its output goes to a file beside.
     let dir = tempfile::tempdir().unwrap();
-    let mut switch = Command::new("python3")
-        .args([script, "5001"])
+    let log = dir.path().join("switch.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let switch = Command::new("python3")
+        .args([script, "5001", &port.to_string()])
         .current_dir(dir.path())
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(switch.stdout.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("the switch printed its port").unwrap();
-        if let Some(p) = line.strip_prefix("PORT ") {
-            break p.trim().to_string();
+    /// Kills the switch however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
-    };
+    }
+    let _switch = Kill(switch);
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
     let mut o = EnvOptions::new("pyssimist");
     o.devices = 1;
     o.link_tls = LinkTls::Plain;
     o.pbx_addr = Some(format!("127.0.0.1:{port}"));
     let env = start(o).await;
-    env.wait_green().await;
     let (mut c, _) = env
         .hello(&env.token_all, &env.logins, &HashMap::new())
         .await;
-    let e = recv_until(&mut c, Duration::from_secs(20), |v| v["type"] == "event").await;
-    let _ = switch.kill();
-    let _ = switch.wait();
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        recv_until(&mut c, Duration::from_secs(60), |v| v["type"] == "event"),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("no event from the switch; it said:\n{}", said()));
     assert_eq!(
         (e["event"].as_str(), e["login_id"].as_str()),
         (Some("delivered"), Some(env.logins[0].as_str())),

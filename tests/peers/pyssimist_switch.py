@@ -1,6 +1,7 @@
-"""pyssimist's CstaServer as the switch: it opens OSV style, answers MonitorStart, SystemRegister and
-SnapshotDevice; once DEVICE is monitored it sends its own DeliveredEvent template for it."""
-import sys, time, threading
+"""pyssimist's CstaServer as the switch, on 127.0.0.1:PORT: it opens OSV style, answers MonitorStart,
+SystemRegister and SnapshotDevice; once DEVICE is monitored it sends its own DeliveredEvent
+template for it. Usage: pyssimist_switch.py DEVICE PORT (runs until stdin closes)."""
+import os, sys, time
 from common import server
 from common.server import CstaServer
 
@@ -32,12 +33,10 @@ def _monitor_and_mark(csta_server, message):
     _monitor_user(csta_server, message)
 CstaServer.monitor_user = staticmethod(_monitor_and_mark)
 
-DEVICE = sys.argv[1]
-srv = CstaServer("127.0.0.1", 0)
+DEVICE, PORT = sys.argv[1], int(sys.argv[2])
+srv = CstaServer("127.0.0.1", PORT)
 srv.serve_in_background()
-while srv.port == 0:
-    time.sleep(0.01)
-print("PORT", srv.port, flush=True)
+print("serving on", PORT, flush=True)
 deadline = time.time() + 30
 while time.time() < deadline:
     u = srv.csta_endpoint.users.get(DEVICE)
@@ -46,7 +45,7 @@ while time.time() < deadline:
     time.sleep(0.05)
 else:
     print("NOT MONITORED", flush=True)
-    sys.exit(1)
+    os._exit(1)
 print("MONITORED", flush=True)
 time.sleep(0.5)
 u = srv.csta_endpoint.get_user(DEVICE)
@@ -58,4 +57,5 @@ u.parameters.update({
 srv.send("DeliveredEvent", to_user=DEVICE)
 print("SENT", flush=True)
 sys.stdin.read()
-srv.continue_serving = False
+# Its serving thread is not a daemon and polls every 60 s: end now.
+os._exit(0)
