@@ -3,7 +3,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 vectors="$here/../protocols/csta-xml"
-mkdir -p "$here/corpus/xml_decode" "$here/corpus/framer_xml" "$here/corpus/capture"
+mkdir -p "$here/corpus/xml_decode" "$here/corpus/framer_xml" "$here/corpus/capture" "$here/corpus/session"
 for f in "$vectors"/*.xml; do
     cp "$f" "$here/corpus/xml_decode/"
 done
@@ -21,5 +21,10 @@ for f in "$data"/*.hex "$data"/*.xxd "$data"/*.hexdump "$data"/*.od; do
 done
 for f in "$data"/*.raw; do
     [ -e "$f" ] && { printf '\001'; cat "$f"; } > "$here/corpus/capture/$(basename "$f")"
+done
+# session inputs: a dialect byte, then operations; one opening per dialect (answer the newest
+# request with the first template, then let time pass).
+for d in 0 1 2; do
+    printf "\\00$d\\000\\000\\000\\000\\005\\012\\000\\006\\000\\202" > "$here/corpus/session/open-$d"
 done
 echo "seeded $(ls "$here/corpus/xml_decode" | wc -l) xml_decode and $(ls "$here/corpus/framer_xml" | wc -l) framer_xml and $(ls "$here/corpus/capture" | wc -l) capture inputs"
