@@ -197,13 +197,15 @@ impl Hub {
         let Some(login) = self.0.registry.login_at(&key).cloned() else {
             return;
         };
+        // A set once the snapshot is large (up to 4,096 calls), so this stays linear.
+        let up_set: Option<std::collections::HashSet<&Text>> =
+            (up.len() > 32).then(|| up.iter().collect());
+        let is_up = |c: &Text| match &up_set {
+            Some(set) => set.contains(c),
+            None => up.contains(c),
+        };
         let lost: Vec<Text> = match self.session(&login) {
-            Some(s) => s
-                .calls
-                .call_ids()
-                .filter(|c| !up.contains(c))
-                .cloned()
-                .collect(),
+            Some(s) => s.calls.call_ids().filter(|c| !is_up(c)).cloned().collect(),
             None => return,
         };
         for call in lost {
@@ -432,6 +434,26 @@ device = "200"
         assert_eq!(seqs, vec![1, 2]);
         assert!(got.iter().all(|v| v["login_id"] == "AAA"));
         assert_eq!(h.seq(&id("BBB")), Some(1));
+    }
+
+    #[test]
+    fn resync_closes_exactly_the_calls_a_snapshot_lacks_small_or_large() {
+        for extra in [0usize, 100] {
+            let h = hub(64);
+            for c in ["a", "b", "c"] {
+                h.publish(&mut ev("100", c));
+            }
+            let mut up: Vec<Text> = (0..extra).map(|i| Text::from(format!("x{i}"))).collect();
+            up.extend([Text::from("a"), Text::from("c")]);
+            h.resync(&Text::from("p"), &Text::from("100"), &up);
+            let left: Vec<String> = h
+                .calls(&id("AAA"))
+                .unwrap()
+                .iter()
+                .map(|c| c.call_id.to_string())
+                .collect();
+            assert_eq!(left, ["a", "c"], "with {} calls in the snapshot", up.len());
+        }
     }
 
     #[test]
