@@ -259,7 +259,7 @@ async fn run(
                 continue;
             }
             Waited::Shutdown => break,
-            Waited::None => {}
+            Waited::Nothing => {}
         }
         if !wait(&shutdown, &mut commands, backoff.next_delay()).await {
             break;
@@ -335,10 +335,12 @@ impl Connections {
     }
 }
 
+/// How waiting for a candidate ended.
 enum Waited {
     Opened(Box<Connection>),
     Shutdown,
-    None,
+    /// None was left, or none opened.
+    Nothing,
 }
 
 /// Waits for the first candidate to open (refusing commands meanwhile), or for all to fail.
@@ -350,13 +352,13 @@ async fn await_candidate(
     while !candidates.is_empty() {
         tokio::select! {
             _ = shutdown.cancelled() => return Waited::Shutdown,
-            c = candidates.next_opened() => return c.map_or(Waited::None, |c| Waited::Opened(Box::new(c))),
+            c = candidates.next_opened() => return c.map_or(Waited::Nothing, |c| Waited::Opened(Box::new(c))),
             Some(req) = commands.recv() => {
                 let _ = req.reply.send(Err(CommandError::LinkDown));
             }
         }
     }
-    Waited::None
+    Waited::Nothing
 }
 
 /// Sleeps, refusing commands meanwhile. Returns false on shutdown.
