@@ -482,10 +482,7 @@ async fn a_link_cut_mid_frame_reconnects_and_remonitors(dialect: Dialect) {
     let mut o = EnvOptions::for_dialect("cut", dialect);
     o.devices = 2;
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     for l in &env.logins {
         recv_until(&mut c, T, |v| {
             v["type"] == "status" && v["login_id"] == l.as_str() && v["status"] == "green"
@@ -548,10 +545,7 @@ async fn calls_lost_during_an_outage_are_closed_after_resync(dialect: Dialect) {
     o.devices = 1;
     o.timing.talk = Duration::from_secs(30);
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     env.sim.play(&env.devices[0], Scenario::InboundAnswered);
     let est = recv_until(&mut c, T, |v| v["event"] == "established").await;
     let call = est["call_id"].as_str().unwrap().to_string();
@@ -577,10 +571,7 @@ async fn malformed_frames_are_counted_and_the_link_carries_on(dialect: Dialect) 
     o.devices = 1;
     o.max_frame_bytes = 4096;
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
 
     fn framed(invoke: &[u8; 4], body: &[u8]) -> Vec<u8> {
         let mut v = vec![0, 0];
@@ -741,10 +732,7 @@ async fn a_pbx_that_dials_the_gateway_in_accept_mode(dialect: Dialect) {
     o.devices = 2;
     o.accept = true;
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     env.sim.play(&env.devices[1], Scenario::InboundAnswered);
     let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
     assert_eq!(
@@ -768,10 +756,7 @@ async fn in_accept_mode_only_a_connection_that_opens_a_session_replaces_the_live
     o.accept = true;
     o.link_tls = LinkTls::Plain;
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     let addr = env.pbx_listen.clone().unwrap();
     let pbx = env.pbx.as_str();
     let replaced = |m: &str| {
@@ -963,10 +948,7 @@ async fn a_plain_tcp_link_works_when_configured() {
     o.devices = 1;
     o.link_tls = LinkTls::Plain;
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     env.sim.play(&env.devices[0], Scenario::OutboundAnswered);
     let e = recv_until(&mut c, T, |v| v["type"] == "event").await;
     assert_eq!(e["event"], "initiated");
@@ -1077,10 +1059,7 @@ async fn namespace_style(
     o.device_style = style;
     o.timing.ring = Duration::from_millis(3000);
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     env.sim.play(&env.devices[0], Scenario::InboundMissed);
     let d = recv_until(&mut c, T, |v| v["event"] == "delivered").await;
     assert_eq!(d["login_id"], env.logins[0].as_str());
@@ -1145,10 +1124,7 @@ async fn an_event_we_do_not_normalize_reaches_connectors_as_unknown_and_is_count
     let mut o = EnvOptions::for_dialect("unknown-event", Dialect::Osv);
     o.devices = 1;
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     env.sim.emit_event(
         &env.devices[0],
         "ButtonPressEvent",
@@ -1185,10 +1161,7 @@ async fn a_snapshot_sent_in_segments_closes_only_the_calls_the_pbx_lost() {
     o.segmented_snapshots = true;
     o.timing.talk = Duration::from_secs(60);
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     let login = LoginId::parse(&env.logins[0]).unwrap();
     let resyncs = |m: &str| {
         metric(
@@ -1225,10 +1198,7 @@ async fn a_switch_reporting_lost_messages_is_resynced_and_one_going_down_is_reco
     o.devices = 1;
     o.timing.talk = Duration::from_secs(60);
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     let login = LoginId::parse(&env.logins[0]).unwrap();
     env.sim.play(&env.devices[0], Scenario::InboundAnswered);
     let est = recv_until(&mut c, T, |v| v["event"] == "established").await;
@@ -1288,10 +1258,7 @@ async fn in_accept_mode_a_client_that_never_finishes_tls_holds_up_nobody() {
     o.devices = 1;
     o.accept = true;
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     // Clients that connect and never speak (a port scan, a stuck probe) are in their TLS
     // handshake for up to handshake_timeout_ms (15 s here) each.
     let addr = env.pbx_listen.clone().unwrap();

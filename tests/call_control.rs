@@ -270,10 +270,7 @@ async fn a_connector_with_too_many_commands_awaiting_answers_gets_busy() {
     o.devices = 1;
     o.request_timeout_ms = 1500;
     let env = start(o).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     let a = env.logins[0].clone();
     // The PBX stops answering; the connector keeps sending.
     env.sim.set_unresponsive(true);

@@ -41,10 +41,7 @@ async fn promtool_accepts_our_metrics() {
         return;
     }
     let env = start(EnvOptions::new("promtool")).await;
-    env.wait_green().await;
-    let (mut c, _) = env
-        .hello(&env.token_all, &env.logins, &HashMap::new())
-        .await;
+    let mut c = env.green_client().await;
     env.sim.play(&env.devices[0], Scenario::InboundAnswered);
     recv_until(&mut c, Duration::from_secs(20), |v| {
         v["event"] == "established"

@@ -316,6 +316,15 @@ impl Env {
         (c, w)
     }
 
+    /// Waits until every Login ID is green, then connects with the all-Login-IDs token and
+    /// says hello for all of them.
+    pub async fn green_client(&self) -> Client {
+        self.wait_green().await;
+        self.hello(&self.token_all, &self.logins, &HashMap::new())
+            .await
+            .0
+    }
+
     /// Waits until every Login ID's device is monitored.
     pub async fn wait_green(&self) {
         wait_until(Duration::from_secs(10), || {

@@ -1313,14 +1313,22 @@ mod tests {
     }
 
     /// A session with device 200 monitored, and the invoke id of its resync SnapshotDevice.
-    fn monitored_200(t0: Instant) -> (Session, u16) {
-        let mut s = Session::new(cfg(Dialect::RequestSystemStatus, &["200"]), t0);
+    /// A RequestSystemStatus-dialect session whose opening the switch answered `normal`; its
+    /// outputs since (`Ready`, the first MonitorStarts) are not drained.
+    fn opened(cfg: Arc<SessionConfig>, t0: Instant) -> Session {
+        let mut s = Session::new(cfg, t0);
         let (f, _) = sent(&mut s);
+        assert_eq!(f[0].1, "RequestSystemStatus");
         s.on_frame(
             &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>normal</systemStatus></RequestSystemStatusResponse>"),
             t0,
             0,
         );
+        s
+    }
+
+    fn monitored_200(t0: Instant) -> (Session, u16) {
+        let mut s = opened(cfg(Dialect::RequestSystemStatus, &["200"]), t0);
         let (f, _) = sent(&mut s);
         s.on_frame(
             &frame(f[0].0, "<MonitorStartResponse><monitorCrossRefID>9</monitorCrossRefID></MonitorStartResponse>"),
@@ -1685,15 +1693,9 @@ mod tests {
     #[test]
     fn lost_messages_resync_every_monitored_device_paced() {
         let t0 = Instant::now();
-        let mut s = Session::new(
+        let mut s = opened(
             cfg(Dialect::RequestSystemStatus, &["200", "201", "202"]),
             t0,
-        );
-        let (f, _) = sent(&mut s);
-        s.on_frame(
-            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>normal</systemStatus></RequestSystemStatusResponse>"),
-            t0,
-            0,
         );
         // Monitor all three (rate 2/s) and answer their snapshots.
         let mut t = t0;
@@ -1829,13 +1831,7 @@ mod tests {
         let refs: Vec<&str> = devices.iter().map(String::as_str).collect();
         let mut c = (*cfg(Dialect::RequestSystemStatus, &refs)).clone();
         c.monitor_rate = 5000;
-        let mut s = Session::new(Arc::new(c), t0);
-        let (f, _) = sent(&mut s);
-        s.on_frame(
-            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>normal</systemStatus></RequestSystemStatusResponse>"),
-            t0,
-            0,
-        );
+        let mut s = opened(Arc::new(c), t0);
         let (f, _) = sent(&mut s);
         assert_eq!(
             f.iter().filter(|x| x.1 == "MonitorStart").count(),
@@ -1865,14 +1861,7 @@ mod tests {
     #[test]
     fn request_system_status_dialect_and_make_call() {
         let t0 = Instant::now();
-        let mut s = Session::new(cfg(Dialect::RequestSystemStatus, &["200"]), t0);
-        let (f, _) = sent(&mut s);
-        assert_eq!(f[0].1, "RequestSystemStatus");
-        s.on_frame(
-            &frame(f[0].0, "<RequestSystemStatusResponse><systemStatus>normal</systemStatus></RequestSystemStatusResponse>"),
-            t0,
-            0,
-        );
+        let mut s = opened(cfg(Dialect::RequestSystemStatus, &["200"]), t0);
         let (f, o) = sent(&mut s);
         assert!(matches!(o[0], Output::Ready));
         s.on_frame(
