@@ -8,7 +8,7 @@ use crate::model::{LoginId, NumberingPlan};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -197,6 +197,90 @@ impl Dialect {
     }
 }
 
+/// An address or a CIDR block (`10.0.0.5`, `10.1.0.0/16`, `fd00::/8`), for `accept_from`.
+/// IPv4 peers seen through a dual-stack listener (`::ffff:10.0.0.5`) match IPv4 ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct IpRange {
+    /// The network address, host bits cleared.
+    net: IpAddr,
+    /// Prefix length: 0–32 for IPv4, 0–128 for IPv6.
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Whether `ip` is inside the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => u32::from(n) == u32::from(a) & v4_mask(self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => u128::from(n) == u128::from(a) & v6_mask(self.prefix),
+            _ => false,
+        }
+    }
+
+    /// Whether any range of `ranges` holds `ip`; an empty list admits everyone.
+    pub fn admits(ranges: &[IpRange], ip: IpAddr) -> bool {
+        ranges.is_empty() || ranges.iter().any(|r| r.contains(ip))
+    }
+}
+
+fn v4_mask(prefix: u8) -> u32 {
+    // `checked_shl` because a shift by 32 overflows; prefix 0 is the whole space.
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn v6_mask(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl TryFrom<String> for IpRange {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<IpRange, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IpRange, String> {
+        let bad = || {
+            format!("{s:?} is not an IP address or CIDR block (10.0.0.5, 10.1.0.0/16, fd00::/8)")
+        };
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("{s:?}: the prefix length must be 0 to {max}")),
+            },
+        };
+        let net = match ip {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & v4_mask(prefix)).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & v6_mask(prefix)).into()),
+        };
+        if net != ip {
+            // `10.1.2.3/16` is more likely a typo than a wish for 10.1.0.0/16.
+            return Err(format!(
+                "{s:?} has host bits set; did you mean {net}/{prefix}?"
+            ));
+        }
+        Ok(IpRange { net, prefix })
+    }
+}
+
+impl fmt::Display for IpRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
 /// `[[pbx]]`: one PBX link.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,6 +312,11 @@ pub struct PbxConfig {
     pub tls_key: Option<PathBuf>,
     /// Accept: require the PBX to present a certificate signed by this CA.
     pub tls_client_ca: Option<PathBuf>,
+    /// Accept: the only addresses the PBX may connect from (`10.0.0.5`, `10.1.0.0/16`, `fd00::/8`).
+    /// A connection from anywhere else is closed before TLS and before anything is sent. Empty:
+    /// any address.
+    #[serde(default)]
+    pub accept_from: Vec<IpRange>,
     /// Devices to monitor besides those of `[[login]]` entries on this PBX.
     #[serde(default)]
     pub devices: Vec<String>,
@@ -526,6 +615,21 @@ impl Config {
                     }
                 }
                 LinkMode::Accept => v.addr(&k("address"), &p.address),
+            }
+            if p.mode == LinkMode::Dial && !p.accept_from.is_empty() {
+                v.push(k("accept_from"), "only applies to mode = \"accept\"");
+            }
+            if p.mode == LinkMode::Accept
+                && p.dialect == Dialect::Ecma354
+                && p.tls_client_ca.is_none()
+                && p.accept_from.is_empty()
+            {
+                // The gateway opens an ECMA-354 session with the login on every connection it
+                // accepts, so an open port would hand the password to anyone who connects.
+                v.push(
+                    k("accept_from"),
+                    "accept mode with dialect = \"ecma354\" sends session_user and the password to whoever connects: set accept_from to the PBX's addresses, or tls_client_ca to require its certificate",
+                );
             }
             if let Err(e) = namespace_uri(&p.namespace) {
                 v.push(k("namespace"), e);
@@ -961,6 +1065,91 @@ login_ids = ["GHOST"]
         );
         let p = Config::parse(&stray).unwrap().validate();
         assert!(p.iter().any(|p| p.key == "pbx[0].dialect"), "{p:?}");
+    }
+
+    #[test]
+    fn ip_ranges_parse_and_match() {
+        let r = |s: &str| s.parse::<IpRange>();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let host = r("10.0.0.5").unwrap();
+        assert!(host.contains(ip("10.0.0.5")));
+        assert!(!host.contains(ip("10.0.0.6")));
+        assert_eq!(host.to_string(), "10.0.0.5/32");
+        let block = r("10.1.0.0/16").unwrap();
+        assert!(block.contains(ip("10.1.255.7")));
+        assert!(!block.contains(ip("10.2.0.1")));
+        // An IPv4 peer seen through a dual-stack listener.
+        assert!(block.contains(ip("::ffff:10.1.0.9")));
+        assert!(!block.contains(ip("::1")));
+        let v6 = r("fd00::/8").unwrap();
+        assert!(v6.contains(ip("fd12::1")));
+        assert!(!v6.contains(ip("fe80::1")));
+        assert!(!v6.contains(ip("10.0.0.1")));
+        assert!(r("0.0.0.0/0").unwrap().contains(ip("192.0.2.1")));
+        assert!(r("::/0").unwrap().contains(ip("2001:db8::1")));
+        assert!(r("::1").unwrap().contains(ip("::1")));
+        for bad in [
+            "",
+            "pbx.example",
+            "10.0.0.0/33",
+            "fd00::/129",
+            "10.0.0.0/x",
+            "10.1.2.3/16",
+        ] {
+            assert!(r(bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(r("10.1.2.3/16").unwrap_err().contains("10.1.0.0/16"));
+        assert!(IpRange::admits(&[], ip("192.0.2.1")));
+        assert!(!IpRange::admits(&[host, v6], ip("192.0.2.1")));
+        assert!(IpRange::admits(&[host, v6], ip("fd00::5")));
+    }
+
+    #[test]
+    fn accept_from_rules() {
+        let accept = |extra: &str| {
+            base().replace(
+                "mode = \"dial\"\naddress = \"pbx.example:1040\"\ntls = false\ndevices",
+                &format!(
+                    "mode = \"accept\"\naddress = \"127.0.0.1:1040\"\ntls = false\n{extra}devices"
+                ),
+            )
+        };
+        let problems = |text: &str| -> Vec<String> {
+            Config::parse(text)
+                .unwrap()
+                .validate()
+                .into_iter()
+                .filter(|p| !p.key.starts_with("api."))
+                .map(|p| p.to_string())
+                .collect()
+        };
+        let ecma354 = "dialect = \"ecma354\"\nsession_user = \"cti\"\nsession_password = \"pw\"\n";
+        // Without a way to tell the PBX from anyone else, the login would go to any peer.
+        let p = problems(&accept(ecma354));
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("pbx[0].accept_from") && p.contains("whoever connects")),
+            "{p:?}"
+        );
+        let from = format!("{ecma354}accept_from = [\"10.0.0.5\", \"fd00::/8\"]\n");
+        assert_eq!(problems(&accept(&from)), Vec::<String>::new());
+        let cfg = Config::parse(&accept(&from)).unwrap();
+        assert_eq!(cfg.pbx[0].accept_from.len(), 2);
+        // The other dialects send nothing secret; accept_from stays optional.
+        assert_eq!(problems(&accept("")), Vec::<String>::new());
+        // Dial mode has no use for it.
+        let dial = base().replace(
+            "tls = false\ndevices",
+            "tls = false\naccept_from = [\"10.0.0.5\"]\ndevices",
+        );
+        let p = problems(&dial);
+        assert!(
+            p.iter().any(|p| p.starts_with("pbx[0].accept_from")),
+            "{p:?}"
+        );
+        // A bad entry is a parse error naming the value.
+        let err = Config::parse(&accept("accept_from = [\"10.0.0.0/40\"]\n")).unwrap_err();
+        assert!(err.contains("10.0.0.0/40"), "{err}");
     }
 
     #[test]

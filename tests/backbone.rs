@@ -800,6 +800,64 @@ async fn in_accept_mode_only_a_connection_that_opens_a_session_replaces_the_live
     drop(silent);
 }
 
+/// Accept mode with `accept_from`: a connection from any other address is closed before the
+/// gateway sends a byte (with ecma354 the first bytes would be the session login), and counted;
+/// one from a listed address is sent the login. Loopback lets the test connect from 127.0.0.1
+/// and from 127.0.0.2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_accept_mode_a_peer_outside_accept_from_is_closed_before_it_hears_anything() {
+    let mut o = EnvOptions::for_dialect("accept-from", Dialect::Ecma354);
+    o.devices = 1;
+    o.accept = true;
+    o.link_tls = LinkTls::Plain;
+    // The simulator dials from 127.0.0.1, so it is refused too.
+    o.accept_from = vec!["127.0.0.2", "::1"];
+    let env = start(o).await;
+    let addr: std::net::SocketAddr = env.pbx_listen.clone().unwrap().parse().unwrap();
+    let pbx = env.pbx.as_str();
+    let refused = |m: &str| {
+        metric(
+            m,
+            "ctigate_link_connect_failures_total",
+            &[("link", pbx), ("kind", "peer_not_allowed")],
+        )
+    };
+    use tokio::io::AsyncReadExt;
+    // The simulator's attempts are refused (and show that the gateway listens by now).
+    let m = env.metrics_when(|m| refused(m) >= 1.0).await;
+    let before = refused(&m);
+    assert!(before >= 1.0, "the simulator's connection was not refused");
+    let mut outsider = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut heard = Vec::new();
+    // EOF or a reset: either way nothing was sent.
+    let _ = tokio::time::timeout(T, outsider.read_to_end(&mut heard))
+        .await
+        .expect("the gateway kept a connection from outside accept_from open");
+    assert!(heard.is_empty(), "sent to an outsider: {heard:?}");
+    let m = env.metrics_when(|m| refused(m) > before).await;
+    assert!(refused(&m) > before, "not counted");
+    assert_eq!(
+        metric(&m, "ctigate_link_connects_total", &[("link", pbx)]),
+        0.0
+    );
+    // From a listed address the gateway opens its session: StartApplicationSession, login and all.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut pbx_side = sock.connect(addr).await.unwrap();
+    let mut d = ctigate::codec::framing::Deframer::new(65_535);
+    tokio::time::timeout(
+        T,
+        read_until_root(&mut pbx_side, &mut d, "StartApplicationSession"),
+    )
+    .await
+    .expect("no StartApplicationSession for a listed address");
+    assert_eq!(
+        env.sim.monitored(),
+        0,
+        "the simulator, dialing from 127.0.0.1, got in"
+    );
+}
+
 /// Reads frames from `s` until one whose root is `root`; returns its invoke id.
 async fn read_until_root(
     s: &mut tokio::net::TcpStream,

@@ -10,7 +10,7 @@ pub mod log_budget;
 pub mod transport;
 
 use crate::codec::framing::Deframer;
-use crate::config::{PbxConfig, namespace_uri};
+use crate::config::{IpRange, PbxConfig, namespace_uri};
 use crate::hub::{CommandError, Hub, LinkRequest};
 use crate::model::{DeviceStatus, Text, now_ms};
 use bytes::Bytes;
@@ -75,6 +75,8 @@ pub struct LinkConfig {
     pub reconnect_min: Duration,
     /// Backoff bounds.
     pub reconnect_max: Duration,
+    /// Accept mode: the addresses the PBX may connect from; empty for any.
+    pub accept_from: Vec<IpRange>,
 }
 
 impl LinkConfig {
@@ -109,6 +111,7 @@ impl LinkConfig {
             max_frame_bytes: p.max_frame_bytes,
             reconnect_min: Duration::from_millis(p.reconnect_min_ms),
             reconnect_max: Duration::from_millis(p.reconnect_max_ms),
+            accept_from: p.accept_from.clone(),
         }
     }
 }
@@ -184,9 +187,12 @@ async fn run(
     }
     if matches!(transport, Transport::Accept { .. })
         && cfg.session.dialect == crate::config::Dialect::Ecma354
+        && cfg.accept_from.is_empty()
     {
         // Each connection opens its session to be considered, so each is sent the login.
-        warn!(link = %name, "accept mode with the ecma354 dialect: every peer that connects is sent StartApplicationSession with session_password; let only the PBX connect (tls_client_ca, or a firewall)");
+        // Validation refuses this unless the PBX must present a certificate (`tls_client_ca`,
+        // which the transport enforces and this task cannot see); the line stays for embedders.
+        info!(link = %name, "accept mode with the ecma354 dialect and no accept_from: every peer that completes the TLS handshake is sent the session login");
     }
     for d in &cfg.session.devices {
         hub.set_device_status(&name, d, DeviceStatus::NotMonitored("connecting".into()));
@@ -195,7 +201,15 @@ async fn run(
     // Per link, not per connection: the reconnects share the series anyway.
     let counters = Arc::new(LinkCounters::new(name.clone()));
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
-    let mut conns = Connections::new(transport, cfg.session.handshake_timeout, &shutdown);
+    let mut conns = Connections::new(
+        transport,
+        Admission {
+            link: name.clone(),
+            allow: cfg.accept_from.clone(),
+        },
+        cfg.session.handshake_timeout,
+        &shutdown,
+    );
     let mut candidates = Candidates::new(&cfg);
     let mut replacement: Option<Connection> = None;
     loop {
@@ -270,6 +284,28 @@ async fn run(
 /// TLS handshakes of accepted connections in progress at once, per link.
 const MAX_HANDSHAKES: usize = 8;
 
+/// Which accepted connections a link takes at all (`accept_from`).
+struct Admission {
+    link: Text,
+    allow: Vec<IpRange>,
+}
+
+impl Admission {
+    /// Whether `peer` may connect. A refused one is counted and logged (within a budget, as a
+    /// scanner can connect thousands of times a second) and closed by the caller, before any TLS
+    /// and before any byte is sent.
+    fn admits(&self, peer: std::net::SocketAddr, logs: &mut log_budget::LogBudget) -> bool {
+        if IpRange::admits(&self.allow, peer.ip()) {
+            return true;
+        }
+        metrics::counter!("ctigate_link_connect_failures_total", "link" => self.link.to_string(), "protocol" => "csta-xml", "kind" => "peer_not_allowed").increment(1);
+        if let Some(suppressed) = logs.take(Instant::now()) {
+            warn!(link = %self.link, %peer, suppressed, "connection from an address not in accept_from; closed");
+        }
+        false
+    }
+}
+
 /// Where a link's connections come from. Accepted connections are taken by a task of their own
 /// and each TLS handshake runs in a task of its own (at most [`MAX_HANDSHAKES`] at once, each
 /// within the handshake timeout), so that a handshake in progress survives whatever else the link
@@ -280,13 +316,19 @@ enum Connections {
 }
 
 impl Connections {
-    fn new(transport: Transport, limit: Duration, shutdown: &CancellationToken) -> Connections {
+    fn new(
+        transport: Transport,
+        admission: Admission,
+        limit: Duration,
+        shutdown: &CancellationToken,
+    ) -> Connections {
         match transport {
             Transport::Accept { .. } => {
                 let (tx, rx) = mpsc::channel(1);
                 let shutdown = shutdown.clone();
                 let mut transport = transport;
                 let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+                let mut logs = log_budget::LogBudget::new(10, Duration::from_secs(60));
                 tokio::spawn(async move {
                     loop {
                         let c = tokio::select! {
@@ -303,13 +345,18 @@ impl Connections {
                                 continue;
                             }
                         };
+                        if !admission.admits(peer, &mut logs) {
+                            // Dropping the socket closes it.
+                            continue;
+                        }
                         let Ok(permit) = permits.clone().try_acquire_owned() else {
                             warn!(%peer, "too many PBX connections in their TLS handshake; refused");
                             continue;
                         };
                         let (tx, tls) = (tx.clone(), transport.tls_acceptor());
                         tokio::spawn(async move {
-                            let r = transport::accept_handshake(tls, tcp, peer, limit).await;
+                            let r = transport::accept_handshake(tls, tcp, peer.to_string(), limit)
+                                .await;
                             drop(permit);
                             let _ = tx.send(r).await;
                         });
@@ -824,6 +871,7 @@ mod tests {
             max_frame_bytes: 65_535,
             reconnect_min: Duration::from_millis(10),
             reconnect_max: Duration::from_millis(10),
+            accept_from: Vec::new(),
         }
     }
 

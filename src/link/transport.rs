@@ -3,6 +3,7 @@
 use crate::config::{LinkMode, PbxConfig, split_host_port};
 use crate::tls::{self, TlsError};
 use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -188,14 +189,14 @@ impl Transport {
             Transport::Accept { tls, .. } => {
                 let tls = tls.clone();
                 let (tcp, peer) = self.accept_tcp().await?;
-                accept_handshake(tls, tcp, peer, limit).await
+                accept_handshake(tls, tcp, peer.to_string(), limit).await
             }
         }
     }
 
     /// Accept mode: the next TCP connection (binding the listener on first use). Not for dial
     /// mode, where it fails with [`TransportError::Address`].
-    pub async fn accept_tcp(&mut self) -> Result<(TcpStream, String), TransportError> {
+    pub async fn accept_tcp(&mut self) -> Result<(TcpStream, SocketAddr), TransportError> {
         let Transport::Accept { addr, listener, .. } = self else {
             return Err(TransportError::Address("not an accepting transport".into()));
         };
@@ -219,7 +220,7 @@ impl Transport {
             source,
         })?;
         let _ = tcp.set_nodelay(true);
-        Ok((tcp, peer.to_string()))
+        Ok((tcp, peer))
     }
 
     /// Accept mode: the TLS acceptor, when TLS is configured.

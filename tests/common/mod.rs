@@ -31,6 +31,8 @@ pub struct EnvOptions {
     pub request_timeout_ms: u64,
     /// The PBX dials the gateway (`mode = "accept"`).
     pub accept: bool,
+    /// Accept mode: the gateway's `accept_from` (the simulator dials from 127.0.0.1).
+    pub accept_from: Vec<&'static str>,
     /// Connectors must present a client certificate.
     pub api_mtls: bool,
     /// TLS on the PBX link.
@@ -74,6 +76,7 @@ impl EnvOptions {
             write_timeout_ms: 60_000,
             request_timeout_ms: 10_000,
             accept: false,
+            accept_from: vec!["127.0.0.1"],
             api_mtls: false,
             link_tls: LinkTls::Ok,
             session_password: "secret",
@@ -189,7 +192,7 @@ mode = "{mode}"
 address = "{sim}"
 dialect = "{dialect}"
 namespace = "{namespace}"
-{session}tls = {link_tls}
+{session}{accept_from}tls = {link_tls}
 {tls_files}
 max_frame_bytes = {max_frame}
 monitor_rate = 50
@@ -224,6 +227,11 @@ max_connections = 2
             "tls_ca = \"in-memory\""
         },
         mode = if o.accept { "accept" } else { "dial" },
+        accept_from = if o.accept {
+            format!("accept_from = {:?}\n", o.accept_from)
+        } else {
+            String::new()
+        },
         max_frame = o.max_frame_bytes,
         namespace = if o.namespace.is_empty() {
             "none"
