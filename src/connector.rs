@@ -238,6 +238,22 @@ pub fn render(v: &Value) -> String {
             if let Some(d) = v["direction"].as_str() {
                 line.push_str(&format!("  {d}"));
             }
+            if v.get("associated_called").is_some() {
+                line.push_str(&format!("  via {}", party("associated_called")));
+            }
+            if let Some(a) = v["account"].as_str() {
+                line.push_str(&format!("  account {a}"));
+            }
+            if let Some(d) = v["user_data"].as_str() {
+                line.push_str(&format!("  data {}", hex_text(d)));
+            }
+            if let Some(n) = v["charging"]["amount"].as_u64() {
+                line.push_str(&format!(
+                    "  charged {n} {} × {}",
+                    v["charging"]["currency"].as_str().unwrap_or(""),
+                    v["charging"]["multiplier"].as_str().unwrap_or("one")
+                ));
+            }
             if let Some(c) = v["call_id"].as_str() {
                 let tail: String = c
                     .chars()
@@ -302,6 +318,16 @@ pub fn render(v: &Value) -> String {
     }
 }
 
+/// Hex-encoded data (CSTA `userData`) as text when it is printable ASCII, else as sent.
+fn hex_text(hex: &str) -> String {
+    match hex::decode(hex) {
+        Ok(b) if !b.is_empty() && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') => {
+            format!("{:?}", String::from_utf8_lossy(&b))
+        }
+        _ => hex.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +354,17 @@ mod tests {
                 && line.contains("[alerting]"),
             "{line}"
         );
+        let v = json!({"type":"event","login_id":"ABC","seq":4,"event":"delivered",
+            "associated_called":{"number":"+4989700100","kind":"international"},
+            "user_data":"435553544F4D45523D34373131","account":"SUPPORT-17"});
+        let line = render(&v);
+        assert!(
+            line.contains("via +4989700100")
+                && line.contains("data \"CUSTOMER=4711\"")
+                && line.contains("account SUPPORT-17"),
+            "{line}"
+        );
+        assert_eq!(hex_text("00FF"), "00FF");
+        assert_eq!(hex_text("zz"), "zz");
     }
 }

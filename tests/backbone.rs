@@ -800,6 +800,52 @@ async fn in_accept_mode_only_a_connection_that_opens_a_session_replaces_the_live
     drop(silent);
 }
 
+/// What a hotline call carries besides its parties reaches the connector: the number the caller
+/// dialed and where they called from (`associated_called`, `associated_calling`), the IVR's user
+/// data, the correlator, and the account code the agent entered (a `call_information` event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hotline_call_brings_its_dialed_number_user_data_and_account_code() {
+    use ctigate::sim::csta_xml::{HOTLINE_ACCOUNT, HOTLINE_USER_DATA};
+    let mut o = EnvOptions::new("hotline");
+    o.devices = 1;
+    let env = start(o).await;
+    let mut c = env.green_client().await;
+    env.sim.play(&env.devices[0], Scenario::Hotline);
+    let d = recv_until(&mut c, T, |v| v["event"] == "delivered").await;
+    assert_eq!(d["associated_called"]["number"], "+4989700100", "{d}");
+    assert_eq!(d["associated_called"]["kind"], "international", "{d}");
+    assert_eq!(d["associated_calling"]["raw"], d["calling"]["raw"], "{d}");
+    assert_eq!(d["user_data"], HOTLINE_USER_DATA, "{d}");
+    assert!(d["correlator_data"].is_string(), "{d}");
+    assert_eq!(d["cause"], "distributed");
+    let i = recv_until(&mut c, T, |v| v["event"] == "call_information").await;
+    assert_eq!(
+        (i["name"].as_str(), i["account"].as_str(), &i["call_id"]),
+        (
+            Some("CallInformationEvent"),
+            Some(HOTLINE_ACCOUNT),
+            &d["call_id"]
+        ),
+        "{i}"
+    );
+    // The account code does not end the call, and the call's end still comes.
+    let e = recv_until(&mut c, T, |v| v["event"] == "connection_cleared").await;
+    assert_eq!(e["call_id"], d["call_id"]);
+    assert!(
+        e.get("user_data").is_none(),
+        "only events that carry it: {e}"
+    );
+    let m = env.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "ctigate_link_unknown_events_total",
+            &[("link", env.pbx.as_str())]
+        ),
+        0.0
+    );
+}
+
 /// Accept mode with `accept_from`: a connection from any other address is closed before the
 /// gateway sends a byte (with ecma354 the first bytes would be the session login), and counted;
 /// one from a listed address is sent the login. Loopback lets the test connect from 127.0.0.1

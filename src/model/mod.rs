@@ -48,6 +48,19 @@ pub enum EventKind {
     Forwarding,
     BackInService,
     OutOfService,
+    /// The device is partly out of service (CSTA PartiallyInService).
+    PartiallyInService,
+    /// Information attached to a call changed: account code, user data (CSTA CallInformation).
+    CallInformation,
+    /// Charges for a call (CSTA Charging); see `charging`.
+    Charging,
+    /// The device sent digits (DTMF) into the call (CSTA DigitsGenerated).
+    DigitsGenerated,
+    /// The device sent tones into the call (CSTA TelephonyTonesGenerated).
+    TelephonyTonesGenerated,
+    /// A call-control service failed after the switch had accepted it (CSTA
+    /// ServiceCompletionFailure); `cause` says why.
+    ServiceCompletionFailure,
     /// A call ended while the gateway could not see it (link loss); synthesized after resync.
     CallLost,
     /// An event we pass through without normalizing; `name` says which.
@@ -86,6 +99,12 @@ impl EventKind {
             Forwarding => "forwarding",
             BackInService => "back_in_service",
             OutOfService => "out_of_service",
+            PartiallyInService => "partially_in_service",
+            CallInformation => "call_information",
+            Charging => "charging",
+            DigitsGenerated => "digits_generated",
+            TelephonyTonesGenerated => "telephony_tones_generated",
+            ServiceCompletionFailure => "service_completion_failure",
             CallLost => "call_lost",
             Unknown => "unknown",
         }
@@ -197,6 +216,11 @@ pub struct Event {
     /// boxed from the link to the hub).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_to: Option<Box<Party>>,
+    /// What fewer events carry: data attached to the call, account code, digits, queue position,
+    /// the ACD group, the numbers a call was first from and for, charges. Boxed (most events
+    /// carry none of it) and serialized as fields of the event.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Box<Details>>,
     /// Wall-clock time the frame arrived, milliseconds since the Unix epoch.
     pub ts_ms: u64,
     /// Monotonic time the frame arrived, for the ingress-to-connector latency.
@@ -242,10 +266,74 @@ impl Event {
             forwarding_type: None,
             forwarding_on: None,
             forward_to: None,
+            details: None,
             ts_ms,
             received,
         }
     }
+}
+
+/// The rarer fields of an [`Event`]. Values are as the PBX sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Details {
+    /// `correlatorData`: data an application attached to the call (hex, as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlator_data: Option<Text>,
+    /// `userData`: data attached to the call, e.g. by an IVR (hex, as sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<Text>,
+    /// `accountInfo`: the account code entered for the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Text>,
+    /// Digits dialed (DigitsDialed) or sent into the call (DigitsGenerated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digits: Option<Text>,
+    /// The tone sent into the call (TelephonyTonesGenerated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tone: Option<Text>,
+    /// Calls queued at the device (Queued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u32>,
+    /// Calls ahead of this one in the queue (Queued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls_in_front: Option<u32>,
+    /// `acdGroup`: the ACD or hunt group (agent and queue events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acd_group: Option<Text>,
+    /// `associatedCallingDevice`: who the call was first from, before an ACD, hunt group or trunk
+    /// changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associated_calling: Option<Party>,
+    /// `associatedCalledDevice`: the number the caller first dialed (the hotline, DNIS) when an
+    /// ACD or hunt group delivered the call elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associated_called: Option<Party>,
+    /// `chargingInfo` (Charging, ConnectionCleared, Transferred).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charging: Option<Charging>,
+}
+
+/// Charges for a call, as the PBX reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Charging {
+    /// `subTotal` (the call goes on) or `total`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub info_type: Option<Text>,
+    /// Charge units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units: Option<u64>,
+    /// What the units are (`chargingUnits`, `recallUnits`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units_type: Option<Text>,
+    /// Currency of `amount` (e.g. `EUR`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<Text>,
+    /// Amount in units of `multiplier`: `amount` 1250 with `multiplier` `oneHundredth` is 12.50.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<u64>,
+    /// `oneThousandth`, `oneHundredth`, `oneTenth`, `one`, `ten`, `hundred` or `thousand`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<Text>,
 }
 
 // Events are boxed from the link to the hub; at most 1,032 bytes, glibc serves the box from its

@@ -169,19 +169,32 @@ pub enum Scenario {
     HoldRetrieve,
     /// Inbound answered, then blind-transferred to another device.
     BlindTransfer,
+    /// A caller dials the hotline ([`HOTLINE`]); its hunt group delivers the call with what the
+    /// caller keyed into the IVR as user data; the device answers, enters an account code
+    /// (CallInformation) and hangs up.
+    Hotline,
 }
 
 impl Scenario {
     /// All scenarios.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::InboundAnswered,
         Scenario::InboundMissed,
         Scenario::OutboundAnswered,
         Scenario::OutboundUnanswered,
         Scenario::HoldRetrieve,
         Scenario::BlindTransfer,
+        Scenario::Hotline,
     ];
 }
+
+/// The hotline number of [`Scenario::Hotline`], as the switch writes it.
+pub const HOTLINE: &str = "N<+4989700100>;displayNumber=100;noa=nk";
+/// What the caller of [`Scenario::Hotline`] keyed into the IVR (`userData`, hex of
+/// `CUSTOMER=4711`).
+pub const HOTLINE_USER_DATA: &str = "435553544F4D45523D34373131";
+/// The account code the device enters in [`Scenario::Hotline`].
+pub const HOTLINE_ACCOUNT: &str = "SUPPORT-17";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallState {
@@ -1440,6 +1453,67 @@ async fn play(sh: Arc<Shared>, device: String, scenario: Scenario, to: Option<St
             let to = to.unwrap_or_else(|| external(&sh));
             outbound(sh, device, to, None, false, false).await
         }
+        Scenario::Hotline => hotline(sh, device).await,
+    }
+}
+
+/// [`Scenario::Hotline`].
+async fn hotline(sh: Arc<Shared>, device: String) {
+    let t = sh.cfg.timing;
+    let caller = external(&sh);
+    let call = new_call_id(&sh);
+    add_call(&sh, &device, &call, CallState::Alerting);
+    let attached = format!(
+        "{}{}<correlatorData><string>{:08X}</string></correlatorData><userData><string>{HOTLINE_USER_DATA}</string></userData>",
+        dev("associatedCallingDevice", &caller),
+        dev("associatedCalledDevice", HOTLINE),
+        sh.next_call.load(Ordering::Relaxed),
+    );
+    emit(
+        &sh,
+        &device,
+        "DeliveredEvent",
+        &(delivered(
+            &call,
+            &device,
+            &caller,
+            &device,
+            None,
+            "alerting",
+            "distributed",
+        ) + &attached),
+    );
+    tokio::time::sleep(t.ring).await;
+    if call_state(&sh, &device, &call) != Some(CallState::Alerting) {
+        return;
+    }
+    set_state(&sh, &device, &call, CallState::Connected);
+    emit(
+        &sh,
+        &device,
+        "EstablishedEvent",
+        &established(&call, &device, &caller, &device, "distributed"),
+    );
+    tokio::time::sleep(t.talk / 2).await;
+    emit(
+        &sh,
+        &device,
+        "CallInformationEvent",
+        &format!(
+            "{}{}<accountInfo>{}</accountInfo>",
+            conn("connection", &call, &device),
+            dev("device", &device),
+            esc(HOTLINE_ACCOUNT)
+        ),
+    );
+    tokio::time::sleep(t.talk / 2).await;
+    if remove_call(&sh, &device, &call) {
+        emit(
+            &sh,
+            &device,
+            "ConnectionClearedEvent",
+            &cleared(&call, &device),
+        );
     }
 }
 

@@ -1,7 +1,9 @@
 //! Decoded CSTA XML events → [`model::Event`](crate::model::Event).
 
 use crate::codec::xml::{self, Device, EventKind as X};
-use crate::model::{ConnState, Event, EventKind, NumberingPlan, Party, PartyKind, Text};
+use crate::model::{
+    Charging, ConnState, Details, Event, EventKind, NumberingPlan, Party, PartyKind, Text,
+};
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -43,24 +45,6 @@ pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<
             Text::set_from_frame(slot, frame, v);
         }
     };
-    // Inlined at each use: most slots are empty, and a call per slot costs more than the test.
-    #[inline(always)]
-    fn party(
-        slot: &mut Option<Party>,
-        d: &Option<Device<'_>>,
-        frame: &Bytes,
-        plan: &NumberingPlan,
-    ) {
-        match d {
-            None => {}
-            Some(Device::Id(s)) => Party::set_from_frame(slot, frame, s, plan),
-            Some(Device::NotKnown) => *slot = Some(Party::without_number(PartyKind::Anonymous)),
-            Some(Device::Restricted) => *slot = Some(Party::without_number(PartyKind::Restricted)),
-            Some(Device::NotRequired | Device::NotSpecified) => {
-                *slot = Some(Party::without_number(PartyKind::Unknown));
-            }
-        }
-    }
     ev.name.assign_from_frame(frame, name);
     ev.pbx.assign(pbx);
     ev.device.assign(device);
@@ -100,7 +84,73 @@ pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<
         Party::set_from_frame(&mut p, frame, to, plan);
         ev.forward_to = p.map(Box::new);
     }
+    if has_details(e) {
+        ev.details = Some(details(frame, e, plan));
+    }
     ev
+}
+
+/// Fills `slot` with the party of a decoded device. Inlined at each use: most slots are empty,
+/// and a call per slot costs more than the test.
+#[inline(always)]
+fn party(slot: &mut Option<Party>, d: &Option<Device<'_>>, frame: &Bytes, plan: &NumberingPlan) {
+    match d {
+        None => {}
+        Some(Device::Id(s)) => Party::set_from_frame(slot, frame, s, plan),
+        Some(Device::NotKnown) => *slot = Some(Party::without_number(PartyKind::Anonymous)),
+        Some(Device::Restricted) => *slot = Some(Party::without_number(PartyKind::Restricted)),
+        Some(Device::NotRequired | Device::NotSpecified) => {
+            *slot = Some(Party::without_number(PartyKind::Unknown));
+        }
+    }
+}
+
+/// Whether `e` carries anything [`Details`] holds (most call events do not).
+#[inline]
+fn has_details(e: &xml::Event<'_>) -> bool {
+    e.correlator_data.is_some()
+        || e.user_data.is_some()
+        || e.account_info.is_some()
+        || e.digits.is_some()
+        || e.tone.is_some()
+        || e.number_queued.is_some()
+        || e.calls_in_front.is_some()
+        || e.acd_group.is_some()
+        || e.associated_calling.is_some()
+        || e.associated_called.is_some()
+        || e.charging.is_some()
+}
+
+/// The rarer fields, in a box of their own.
+#[inline(never)]
+fn details(frame: &Bytes, e: &xml::Event<'_>, plan: &NumberingPlan) -> Box<Details> {
+    let text = |v: &Option<xml::Str<'_>>| v.as_ref().map(|v| Text::from_frame(frame, v));
+    let party = |d: &Option<Device<'_>>| {
+        let mut p = None;
+        party(&mut p, d, frame, plan);
+        p
+    };
+    let number = |v: &Option<xml::Str<'_>>| v.as_deref().and_then(|v| v.trim().parse().ok());
+    Box::new(Details {
+        correlator_data: text(&e.correlator_data),
+        user_data: text(&e.user_data),
+        account: text(&e.account_info),
+        digits: text(&e.digits),
+        tone: text(&e.tone),
+        queued: e.number_queued,
+        calls_in_front: e.calls_in_front,
+        acd_group: text(&e.acd_group),
+        associated_calling: party(&e.associated_calling),
+        associated_called: party(&e.associated_called),
+        charging: e.charging.as_deref().map(|c| Charging {
+            info_type: text(&c.info_type),
+            units: number(&c.charge_units),
+            units_type: text(&c.units_type),
+            currency: text(&c.currency_type),
+            amount: number(&c.currency_amount),
+            multiplier: text(&c.currency_multiplier),
+        }),
+    })
 }
 
 /// The normalized kind of a CSTA event kind.
@@ -133,16 +183,15 @@ pub fn kind(k: X) -> EventKind {
         X::Forwarding => EventKind::Forwarding,
         X::BackInService => EventKind::BackInService,
         X::OutOfService => EventKind::OutOfService,
-        // Decoded by the codec but without a normalized counterpart in the model yet.
-        X::NetworkCapabilitiesChanged
-        | X::PartiallyInService
-        | X::DeviceCapsChanged
-        | X::CallInformation
-        | X::Charging
-        | X::DigitsGenerated
-        | X::TelephonyTonesGenerated
-        | X::ServiceCompletionFailure
-        | X::Other => EventKind::Unknown,
+        X::PartiallyInService => EventKind::PartiallyInService,
+        X::CallInformation => EventKind::CallInformation,
+        X::Charging => EventKind::Charging,
+        X::DigitsGenerated => EventKind::DigitsGenerated,
+        X::TelephonyTonesGenerated => EventKind::TelephonyTonesGenerated,
+        X::ServiceCompletionFailure => EventKind::ServiceCompletionFailure,
+        // Capability changes say what a device or network can do; connectors act on none of it,
+        // so they pass through by name.
+        X::NetworkCapabilitiesChanged | X::DeviceCapsChanged | X::Other => EventKind::Unknown,
     }
 }
 
@@ -223,6 +272,79 @@ mod tests {
             (e.kind, e.agent_id.as_deref()),
             (EventKind::AgentReady, Some("A7"))
         );
+    }
+
+    #[test]
+    fn charging_queues_digits_and_failures_keep_their_fields() {
+        let e = norm(
+            "<ChargingEvent><monitorCrossRefID>1</monitorCrossRefID><connection><callID>c</callID><deviceID>100</deviceID></connection><chargedDevice><deviceIdentifier>100</deviceIdentifier></chargedDevice><chargingInfo><numberUnits><numberOfCurrencyUnits><currencyType>EUR</currencyType><currencyAmount> 1250 </currencyAmount><currencyMultiplier>oneHundredth</currencyMultiplier></numberOfCurrencyUnits></numberUnits><typeOfChargingInfo>total</typeOfChargingInfo></chargingInfo></ChargingEvent>",
+        );
+        assert_eq!(e.kind, EventKind::Charging);
+        assert_eq!(e.call_id.as_deref(), Some("c"));
+        let ch = e.details.as_ref().unwrap().charging.clone().unwrap();
+        assert_eq!(
+            (
+                ch.info_type.as_deref(),
+                ch.currency.as_deref(),
+                ch.amount,
+                ch.multiplier.as_deref(),
+                ch.units
+            ),
+            (
+                Some("total"),
+                Some("EUR"),
+                Some(1250),
+                Some("oneHundredth"),
+                None
+            )
+        );
+        let json = serde_json::to_value(&*e).unwrap();
+        assert_eq!(
+            json["charging"],
+            serde_json::json!({"type":"total","currency":"EUR","amount":1250,"multiplier":"oneHundredth"})
+        );
+        let e = norm(
+            "<ConnectionClearedEvent><monitorCrossRefID>1</monitorCrossRefID><droppedConnection><callID>c</callID><deviceID>100</deviceID></droppedConnection><releasingDevice><deviceIdentifier>100</deviceIdentifier></releasingDevice><localConnectionInfo>null</localConnectionInfo><cause>normalClearing</cause><chargingInfo><numberUnits><numberOfChargeUnits><chargingUnitsRecord><chargingUnits>17</chargingUnits><typeOfUnits>chargingUnits</typeOfUnits></chargingUnitsRecord></numberOfChargeUnits></numberUnits><typeOfChargingInfo>total</typeOfChargingInfo></chargingInfo></ConnectionClearedEvent>",
+        );
+        let ch = e.details.unwrap().charging.unwrap();
+        assert_eq!(
+            (ch.units, ch.units_type.as_deref()),
+            (Some(17), Some("chargingUnits"))
+        );
+
+        let e = norm(
+            "<QueuedEvent><monitorCrossRefID>1</monitorCrossRefID><queuedConnection><callID>q</callID><deviceID>100</deviceID></queuedConnection><queue><deviceIdentifier>700</deviceIdentifier></queue><callingDevice><deviceIdentifier>0301234567</deviceIdentifier></callingDevice><calledDevice><deviceIdentifier>700</deviceIdentifier></calledDevice><numberQueued>3</numberQueued><callsInFront>2</callsInFront><localConnectionInfo>queued</localConnectionInfo><cause>distributed</cause><associatedCalledDevice><deviceIdentifier>+4930800800</deviceIdentifier></associatedCalledDevice></QueuedEvent>",
+        );
+        let d = e.details.unwrap();
+        assert_eq!((d.queued, d.calls_in_front), (Some(3), Some(2)));
+        assert_eq!(
+            d.associated_called.unwrap().e164.as_deref(),
+            Some("+4930800800")
+        );
+        assert_eq!(d.associated_calling, None);
+
+        let e = norm(
+            "<DigitsDialedEvent><monitorCrossRefID>1</monitorCrossRefID><dialingConnection><callID>x</callID><deviceID>100</deviceID></dialingConnection><dialingDevice><deviceIdentifier>100</deviceIdentifier></dialingDevice><dialingSequence>0301</dialingSequence><localConnectionInfo>initiated</localConnectionInfo><cause>normal</cause></DigitsDialedEvent>",
+        );
+        assert_eq!(e.kind, EventKind::DigitsDialed);
+        assert_eq!(e.details.unwrap().digits.as_deref(), Some("0301"));
+
+        let e = norm(
+            "<ServiceCompletionFailureEvent><monitorCrossRefID>1</monitorCrossRefID><primaryCall><deviceID>100</deviceID><connectionID><callID>p</callID><deviceID>100</deviceID></connectionID><localConnectionState>connected</localConnectionState></primaryCall><cause>networkCongestion</cause></ServiceCompletionFailureEvent>",
+        );
+        assert_eq!(e.kind, EventKind::ServiceCompletionFailure);
+        assert_eq!(
+            (e.call_id.as_deref(), e.cause.as_deref(), e.state),
+            (
+                Some("p"),
+                Some("networkCongestion"),
+                Some(ConnState::Connected)
+            )
+        );
+        assert!(e.details.is_none(), "nothing rare in it");
+        // Nothing rare: no `details` and no stray keys.
+        let json = serde_json::to_value(&*e).unwrap();
+        assert!(json.get("charging").is_none() && json.get("queued").is_none());
     }
 
     #[test]
