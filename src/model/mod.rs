@@ -199,26 +199,15 @@ pub struct Event {
     /// Calls this event replaced (transfer, conference).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub old_call_ids: Vec<Text>,
-    /// Agent id (agent-state events).
+    /// `correlatorData`: data an application attached to the call (hex, as sent). Here rather
+    /// than in `details`: OpenScape Voice sends it with many call events.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<Text>,
-    /// Do-not-disturb state (do-not-disturb events).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub do_not_disturb: Option<bool>,
-    /// Forwarding type (forwarding events).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub forwarding_type: Option<Text>,
-    /// Forwarding on/off (forwarding events).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub forwarding_on: Option<bool>,
-    /// Forwarding destination (forwarding events). Boxed: it is rare, and unboxed it would take
-    /// an event past 1,032 bytes, the largest size glibc's per-thread cache serves (events are
-    /// boxed from the link to the hub).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub forward_to: Option<Box<Party>>,
-    /// What fewer events carry: data attached to the call, account code, digits, queue position,
-    /// the ACD group, the numbers a call was first from and for, charges. Boxed (most events
-    /// carry none of it) and serialized as fields of the event.
+    pub correlator_data: Option<Text>,
+    /// What fewer events carry: agent, do-not-disturb and forwarding state, user data, account
+    /// code, digits, queue position, the ACD group, the numbers a call was first from and for,
+    /// charges. Boxed, as most events carry none of it and an event must stay within 1,032
+    /// bytes, the largest size glibc's per-thread cache serves (events are boxed from the link
+    /// to the hub); serialized as fields of the event.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub details: Option<Box<Details>>,
     /// Wall-clock time the frame arrived, milliseconds since the Unix epoch.
@@ -261,11 +250,7 @@ impl Event {
             redirected_from: None,
             target: None,
             old_call_ids: Vec::new(),
-            agent_id: None,
-            do_not_disturb: None,
-            forwarding_type: None,
-            forwarding_on: None,
-            forward_to: None,
+            correlator_data: None,
             details: None,
             ts_ms,
             received,
@@ -276,9 +261,21 @@ impl Event {
 /// The rarer fields of an [`Event`]. Values are as the PBX sent them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Details {
-    /// `correlatorData`: data an application attached to the call (hex, as sent).
+    /// Agent id (agent-state events).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub correlator_data: Option<Text>,
+    pub agent_id: Option<Text>,
+    /// Do-not-disturb state (do-not-disturb events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub do_not_disturb: Option<bool>,
+    /// Forwarding type (forwarding events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarding_type: Option<Text>,
+    /// Forwarding on/off (forwarding events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarding_on: Option<bool>,
+    /// Forwarding destination (forwarding events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_to: Option<Party>,
     /// `userData`: data attached to the call, e.g. by an IVR (hex, as sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_data: Option<Text>,

@@ -75,15 +75,7 @@ pub fn event(frame: &Bytes, name: &xml::Str<'_>, e: &xml::Event<'_>, o: &Origin<
     party(&mut ev.called, &e.called, frame, plan);
     party(&mut ev.redirected_from, &e.last_redirection, frame, plan);
     party(&mut ev.target, &e.target, frame, plan);
-    text(&mut ev.agent_id, e.agent_id.as_ref());
-    ev.do_not_disturb = e.do_not_disturb;
-    text(&mut ev.forwarding_type, e.forwarding_type.as_ref());
-    ev.forwarding_on = e.forward_status;
-    if let Some(to) = &e.forward_to {
-        let mut p = None;
-        Party::set_from_frame(&mut p, frame, to, plan);
-        ev.forward_to = p.map(Box::new);
-    }
+    text(&mut ev.correlator_data, e.correlator_data.as_ref());
     if has_details(e) {
         ev.details = Some(details(frame, e, plan));
     }
@@ -108,7 +100,11 @@ fn party(slot: &mut Option<Party>, d: &Option<Device<'_>>, frame: &Bytes, plan: 
 /// Whether `e` carries anything [`Details`] holds (most call events do not).
 #[inline]
 fn has_details(e: &xml::Event<'_>) -> bool {
-    e.correlator_data.is_some()
+    e.agent_id.is_some()
+        || e.do_not_disturb.is_some()
+        || e.forwarding_type.is_some()
+        || e.forward_status.is_some()
+        || e.forward_to.is_some()
         || e.user_data.is_some()
         || e.account_info.is_some()
         || e.digits.is_some()
@@ -116,8 +112,8 @@ fn has_details(e: &xml::Event<'_>) -> bool {
         || e.number_queued.is_some()
         || e.calls_in_front.is_some()
         || e.acd_group.is_some()
-        || e.associated_calling.is_some()
-        || e.associated_called.is_some()
+        || matches!(e.associated_calling, Some(Device::Id(_)))
+        || matches!(e.associated_called, Some(Device::Id(_)))
         || e.charging.is_some()
 }
 
@@ -125,14 +121,27 @@ fn has_details(e: &xml::Event<'_>) -> bool {
 #[inline(never)]
 fn details(frame: &Bytes, e: &xml::Event<'_>, plan: &NumberingPlan) -> Box<Details> {
     let text = |v: &Option<xml::Str<'_>>| v.as_ref().map(|v| Text::from_frame(frame, v));
-    let party = |d: &Option<Device<'_>>| {
-        let mut p = None;
-        party(&mut p, d, frame, plan);
-        p
+    // Associated parties only when they name a device: OpenScape Voice writes
+    // `<associatedCallingDevice><notKnown/>` on ordinary calls, which says nothing.
+    let associated = |d: &Option<Device<'_>>| match d {
+        Some(Device::Id(s)) => {
+            let mut p = None;
+            Party::set_from_frame(&mut p, frame, s, plan);
+            p
+        }
+        _ => None,
     };
+    let mut forward_to = None;
+    if let Some(to) = &e.forward_to {
+        Party::set_from_frame(&mut forward_to, frame, to, plan);
+    }
     let number = |v: &Option<xml::Str<'_>>| v.as_deref().and_then(|v| v.trim().parse().ok());
     Box::new(Details {
-        correlator_data: text(&e.correlator_data),
+        agent_id: text(&e.agent_id),
+        do_not_disturb: e.do_not_disturb,
+        forwarding_type: text(&e.forwarding_type),
+        forwarding_on: e.forward_status,
+        forward_to,
         user_data: text(&e.user_data),
         account: text(&e.account_info),
         digits: text(&e.digits),
@@ -140,8 +149,8 @@ fn details(frame: &Bytes, e: &xml::Event<'_>, plan: &NumberingPlan) -> Box<Detai
         queued: e.number_queued,
         calls_in_front: e.calls_in_front,
         acd_group: text(&e.acd_group),
-        associated_calling: party(&e.associated_calling),
-        associated_called: party(&e.associated_called),
+        associated_calling: associated(&e.associated_calling),
+        associated_called: associated(&e.associated_called),
         charging: e.charging.as_deref().map(|c| Charging {
             info_type: text(&c.info_type),
             units: number(&c.charge_units),
@@ -265,13 +274,26 @@ mod tests {
             (e.kind, e.name.as_str()),
             (EventKind::Unknown, "ButtonPressEvent")
         );
+        assert!(e.details.is_none());
         let e = norm(
             "<AgentReadyEvent><monitorCrossRefID>1</monitorCrossRefID><agentDevice><deviceIdentifier>100</deviceIdentifier></agentDevice><agentID>A7</agentID></AgentReadyEvent>",
         );
         assert_eq!(
-            (e.kind, e.agent_id.as_deref()),
+            (e.kind, e.details.as_ref().unwrap().agent_id.as_deref()),
             (EventKind::AgentReady, Some("A7"))
         );
+        // Flattened: the connector sees `agent_id` beside `event`.
+        let json = serde_json::to_value(&*e).unwrap();
+        assert_eq!(
+            (json["event"].as_str(), json["agent_id"].as_str()),
+            (Some("agent_ready"), Some("A7"))
+        );
+        // A correlator alone does not cost a `details`; `notKnown` associated parties are dropped.
+        let e = norm(
+            "<HeldEvent><monitorCrossRefID>1</monitorCrossRefID><heldConnection><callID>h</callID><deviceID>100</deviceID></heldConnection><holdingDevice><deviceIdentifier>100</deviceIdentifier></holdingDevice><localConnectionInfo>hold</localConnectionInfo><correlatorData><string>0A0B</string></correlatorData><associatedCallingDevice><notKnown/></associatedCallingDevice></HeldEvent>",
+        );
+        assert_eq!(e.correlator_data.as_deref(), Some("0A0B"));
+        assert!(e.details.is_none());
     }
 
     #[test]
