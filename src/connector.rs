@@ -57,6 +57,21 @@ pub enum ClientError {
     Json(#[from] serde_json::Error),
 }
 
+impl ClientError {
+    /// Whether trying again cannot help: the URL or server name is wrong, or the gateway's
+    /// certificate is not trusted (or is not for that name).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ClientError::Url(_) | ClientError::Name(_) => true,
+            ClientError::Tls(e) => matches!(
+                e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::InvalidCertificate(_))
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// A connected client.
 pub struct Client {
     ws: WebSocketStream<TlsStream<TcpStream>>,

@@ -3,9 +3,9 @@
 use crate::api::{Api, ApiSettings, auth::Credentials};
 use crate::config::Config;
 use crate::hub::{Hub, KickReason};
-use crate::link::{self, LinkConfig, LinkState, Transport, TransportError};
+use crate::link::{self, LinkConfig, LinkState, TlsHandle, Transport, TransportError};
 use crate::ops::{self, OpsState};
-use crate::tls::{self, TlsError};
+use crate::tls::{self, Reloadable, TlsError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{error, info, warn};
 
 /// Starting the gateway failed.
 #[derive(Debug, Error)]
@@ -68,6 +68,50 @@ pub struct Gateway {
     pub links: Vec<Arc<LinkState>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    tls: TlsFiles,
+}
+
+/// The TLS configs the gateway loaded from files, which a reload re-reads. In-memory ones (demo,
+/// tests) are not here.
+struct TlsFiles {
+    api: Option<Reloadable<rustls::ServerConfig>>,
+    /// PBX name and its transport's config.
+    links: Vec<(String, TlsHandle)>,
+}
+
+/// What a TLS reload did.
+#[derive(Debug, Default)]
+pub struct TlsReload {
+    /// What was reloaded (`[api]`, `pbx "osv-main"`).
+    pub reloaded: Vec<String>,
+    /// What could not be, and why; each keeps the config it had.
+    pub failed: Vec<(String, String)>,
+}
+
+/// A certificate expiring sooner than this is warned about at every load.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Publishes when the certificate in `path` expires (`gauge`) and warns when that is soon.
+fn record_expiry(what: &str, path: &std::path::Path, gauge: metrics::Gauge) {
+    match tls::not_after(path) {
+        Ok(t) => {
+            gauge.set(t as f64);
+            let now = crate::model::now_ms() as i64 / 1000;
+            if t <= now {
+                error!(what, path = %path.display(), "TLS certificate has EXPIRED; peers will refuse it");
+            } else if ((t - now) as u64) < EXPIRY_WARNING.as_secs() {
+                warn!(what, path = %path.display(), days = (t - now) / 86_400, "TLS certificate expires soon");
+            }
+        }
+        Err(e) => warn!(what, error = %e, "cannot read the certificate's expiry date"),
+    }
+}
+
+fn record_link_expiry(p: &crate::config::PbxConfig) {
+    if let Some(cert) = p.tls_cert.as_deref().filter(|_| p.tls) {
+        let g = metrics::gauge!("ctigate_link_tls_certificate_expiry_timestamp_seconds", "link" => p.name.clone(), "protocol" => "csta-xml");
+        record_expiry(&format!("pbx {:?}", p.name), cert, g);
+    }
 }
 
 impl Gateway {
@@ -78,17 +122,26 @@ impl Gateway {
         let tasks = TaskTracker::new();
         let hub = Hub::new(cfg);
 
-        let api_tls = match opts.api_tls.take() {
-            Some(t) => t,
-            None => tls::server_config_from_files(
-                &cfg.api.cert,
-                &cfg.api.key,
-                cfg.api.client_ca.as_deref(),
-            )
-            .map_err(|source| GatewayError::Tls {
-                what: "[api] TLS".into(),
-                source,
-            })?,
+        let mut files = TlsFiles {
+            api: None,
+            links: Vec::new(),
+        };
+        let (api_tls, api_from_files) = match opts.api_tls.take() {
+            Some(t) => (t, false),
+            None => {
+                let t = tls::server_config_from_files(
+                    &cfg.api.cert,
+                    &cfg.api.key,
+                    cfg.api.client_ca.as_deref(),
+                )
+                .map_err(|source| GatewayError::Tls {
+                    what: "[api] TLS".into(),
+                    source,
+                })?;
+                let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
+                record_expiry("[api]", &cfg.api.cert, g);
+                (t, true)
+            }
         };
         let api_listener = bind("connector API", &cfg.api.listen).await?;
         let ops_listener = bind("ops", &cfg.ops.listen).await?;
@@ -99,10 +152,17 @@ impl Gateway {
         for p in &cfg.pbx {
             let transport = match opts.transports.remove(&p.name) {
                 Some(t) => t,
-                None => Transport::from_config(p).map_err(|source| GatewayError::Link {
-                    pbx: p.name.clone(),
-                    source,
-                })?,
+                None => {
+                    let t = Transport::from_config(p).map_err(|source| GatewayError::Link {
+                        pbx: p.name.clone(),
+                        source,
+                    })?;
+                    if let Some(h) = t.tls_handle() {
+                        files.links.push((p.name.clone(), h));
+                        record_link_expiry(p);
+                    }
+                    t
+                }
             };
             let lc = LinkConfig::from_pbx(p, cfg.devices_of(&p.name));
             links.push(link::spawn(
@@ -121,6 +181,9 @@ impl Gateway {
             ApiSettings::from_config(&cfg.api),
             api_tls,
         );
+        if api_from_files {
+            files.api = Some(api.tls().clone());
+        }
         tasks.spawn(api.clone().serve(api_listener, shutdown.clone()));
         let state = OpsState {
             handle,
@@ -139,7 +202,54 @@ impl Gateway {
             links,
             shutdown,
             tasks,
+            tls: files,
         })
+    }
+
+    /// Re-reads every TLS file the gateway loaded at start (the connector listener's and each
+    /// PBX link's), as named in `cfg`, for connections made from now on; established ones keep
+    /// their session. Whatever fails to load keeps the config it had. `main` calls this on SIGHUP.
+    pub fn reload_tls(&self, cfg: &Config) -> TlsReload {
+        let mut r = TlsReload::default();
+        let mut outcome = |what: String, res: Result<(), String>| {
+            let label = if res.is_ok() { "ok" } else { "error" };
+            metrics::counter!("ctigate_tls_reloads_total", "result" => label).increment(1);
+            match res {
+                Ok(()) => {
+                    info!(what, "TLS files reloaded");
+                    r.reloaded.push(what);
+                }
+                Err(e) => {
+                    error!(what, error = %e, "TLS reload failed; the previous certificate stays in use");
+                    r.failed.push((what, e));
+                }
+            }
+        };
+        if let Some(api) = &self.tls.api {
+            let res = tls::server_config_from_files(
+                &cfg.api.cert,
+                &cfg.api.key,
+                cfg.api.client_ca.as_deref(),
+            )
+            .map(|c| {
+                api.replace(c);
+                let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
+                record_expiry("[api]", &cfg.api.cert, g);
+            })
+            .map_err(|e| e.to_string());
+            outcome("[api]".into(), res);
+        }
+        for (name, handle) in &self.tls.links {
+            let what = format!("pbx {name:?}");
+            let res = match cfg.pbx.iter().find(|p| &p.name == name) {
+                Some(p) => Transport::reload(handle, p)
+                    .map(|()| record_link_expiry(p))
+                    .map_err(|e| e.to_string()),
+                None => Err("no longer in the configuration".into()),
+            };
+            outcome(what, res);
+        }
+        r
     }
 
     /// The token that stops the gateway.

@@ -287,7 +287,19 @@ async fn main() -> Result<()> {
             init_logs(cli.log_format, "info");
             let cfg = load(&config)?;
             let gw = Gateway::start(&cfg, StartOptions::default()).await?;
-            let signal = stop_signal().await.context("waiting for a stop signal")?;
+            let stop = stop_signal();
+            tokio::pin!(stop);
+            let mut reloads = reload_signals().context("installing the SIGHUP handler")?;
+            let signal = loop {
+                tokio::select! {
+                    s = &mut stop => break s.context("waiting for a stop signal")?,
+                    Some(()) = reloads.recv() => {
+                        // Certificates are renewed on disk; new connections take the new ones.
+                        let r = gw.reload_tls(&cfg);
+                        tracing::info!(reloaded = r.reloaded.len(), failed = r.failed.len(), "SIGHUP: TLS files re-read");
+                    }
+                }
+            };
             tracing::info!(
                 signal,
                 "stopping: monitors and sessions end, connectors are told"
@@ -578,6 +590,11 @@ async fn connect(
             Err(ClientError::Refused { code, message }) => {
                 bail!("gateway refused: {code}: {message}")
             }
+            Err(e) if e.is_permanent() => {
+                bail!(
+                    "{e} (is --ca the CA that signed the gateway's certificate, and the URL's host a name in it?)"
+                )
+            }
             Err(e) => {
                 eprintln!("disconnected: {e}; reconnecting in 1 s and resuming");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -585,6 +602,24 @@ async fn connect(
             Ok(()) => return Ok(()),
         }
     }
+}
+
+/// SIGHUP, one message per signal (none on other platforms): the gateway re-reads its TLS files.
+fn reload_signals() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // Several signals while a reload is pending make one more reload, not several.
+                let _ = tx.try_send(());
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    Ok(rx)
 }
 
 /// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (`systemctl stop`, `docker stop`), so that both

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
 /// TLS setup failed.
@@ -140,6 +140,53 @@ pub fn client_config_from_files(
         _ => None,
     };
     client_config(load_certs(ca)?, client)
+}
+
+/// A TLS config that can be replaced while in use (the files re-read on SIGHUP): each new
+/// connection takes the config current when it starts, established ones keep theirs.
+#[derive(Debug)]
+pub struct Reloadable<T>(Arc<RwLock<Arc<T>>>);
+
+impl<T> Clone for Reloadable<T> {
+    fn clone(&self) -> Self {
+        Reloadable(self.0.clone())
+    }
+}
+
+impl<T> Reloadable<T> {
+    /// Holds `config`.
+    pub fn new(config: Arc<T>) -> Reloadable<T> {
+        Reloadable(Arc::new(RwLock::new(config)))
+    }
+
+    /// The config to start a connection with.
+    pub fn current(&self) -> Arc<T> {
+        // A writer cannot panic while holding the lock (it only swaps an `Arc`), so poisoning
+        // is impossible; recovering keeps the type honest anyway.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the config for connections started from now on.
+    pub fn replace(&self, config: Arc<T>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+}
+
+/// When the first certificate of a PEM file (the leaf of a chain) expires, in seconds since the
+/// Unix epoch.
+pub fn not_after(path: &Path) -> Result<i64, TlsError> {
+    let certs = load_certs(path)?;
+    // `load_certs` refuses a file without a certificate, so there is a first one.
+    let der = certs.first().ok_or_else(|| TlsError::Pem {
+        path: path.to_owned(),
+        message: "no CERTIFICATE block found".into(),
+    })?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| TlsError::Pem {
+            path: path.to_owned(),
+            message: format!("not an X.509 certificate: {e}"),
+        })?;
+    Ok(cert.validity().not_after.timestamp())
 }
 
 /// Parses a server name for verification (DNS name or IP address).

@@ -9,6 +9,7 @@ pub mod proto;
 
 use crate::hub::{CommandError, Hub, KickReason, SubscriberRx};
 use crate::model::{LoginId, StatusLevel};
+use crate::tls::Reloadable;
 use auth::{AuthLimiter, Credentials};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -91,7 +92,7 @@ pub struct Api {
     credentials: Credentials,
     limiter: AuthLimiter,
     settings: ApiSettings,
-    tls: TlsAcceptor,
+    tls: Reloadable<rustls::ServerConfig>,
     conn_limit: Arc<Semaphore>,
     /// Set once the listener is bound.
     pub ready: AtomicBool,
@@ -112,9 +113,14 @@ impl Api {
             limiter: AuthLimiter::new(auth_failures_per_minute),
             conn_limit: Arc::new(Semaphore::new(settings.max_connections)),
             settings,
-            tls: TlsAcceptor::from(tls),
+            tls: Reloadable::new(tls),
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// The listener's TLS config, to replace it (SIGHUP).
+    pub fn tls(&self) -> &Reloadable<rustls::ServerConfig> {
+        &self.tls
     }
 
     /// Accepts connections until `shutdown`.
@@ -160,7 +166,12 @@ impl Api {
                 socket2::SockRef::from(&tcp).set_send_buffer_size(self.settings.socket_send_buffer);
         }
         let deadline = Instant::now() + self.settings.hello_timeout;
-        let tls = match tokio::time::timeout_at(deadline.into(), self.tls.accept(tcp)).await {
+        let tls = match tokio::time::timeout_at(
+            deadline.into(),
+            TlsAcceptor::from(self.tls.current()).accept(tcp),
+        )
+        .await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 metrics::counter!("ctigate_api_tls_handshake_failures_total").increment(1);

@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-pub use transport::{Stream, Transport, TransportError};
+pub use transport::{Stream, TlsHandle, Transport, TransportError};
 
 /// Live state of a link, shared with the ops endpoints.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! Link transport: dial or accept, plain TCP or TLS.
 
 use crate::config::{LinkMode, PbxConfig, split_host_port};
-use crate::tls::{self, TlsError};
+use crate::tls::{self, Reloadable, TlsError};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,8 +77,8 @@ pub enum Transport {
     Dial {
         /// `host:port`.
         addr: String,
-        /// TLS connector and the name to verify.
-        tls: Option<(TlsConnector, ServerName<'static>)>,
+        /// TLS client config and the name to verify.
+        tls: Option<(Reloadable<rustls::ClientConfig>, ServerName<'static>)>,
     },
     /// The PBX dials us.
     Accept {
@@ -86,62 +86,60 @@ pub enum Transport {
         addr: String,
         /// Bound lazily, kept across connections.
         listener: Option<TcpListener>,
-        /// TLS acceptor.
-        tls: Option<TlsAcceptor>,
+        /// TLS server config.
+        tls: Option<Reloadable<rustls::ServerConfig>>,
     },
+}
+
+/// The replaceable TLS config inside a transport, kept by the gateway for reloads.
+#[derive(Clone)]
+pub enum TlsHandle {
+    /// A dialing link's client config.
+    Client(Reloadable<rustls::ClientConfig>),
+    /// An accepting link's server config.
+    Server(Reloadable<rustls::ServerConfig>),
 }
 
 impl Transport {
     /// Builds the transport of a PBX config, loading its TLS material.
     pub fn from_config(p: &PbxConfig) -> Result<Transport, TransportError> {
         match p.mode {
-            LinkMode::Dial => {
-                let tls = if p.tls {
-                    let ca = p
-                        .tls_ca
-                        .as_deref()
-                        .ok_or_else(|| TransportError::Address("tls_ca missing".into()))?;
-                    let cfg = tls::client_config_from_files(
-                        ca,
-                        p.tls_cert.as_deref(),
-                        p.tls_key.as_deref(),
-                    )?;
-                    let host = match &p.tls_server_name {
-                        Some(n) => n.clone(),
-                        None => split_host_port(&p.address)
-                            .map(|(h, _)| h.to_string())
-                            .ok_or_else(|| TransportError::Address(p.address.clone()))?,
-                    };
-                    Some((TlsConnector::from(cfg), tls::server_name(&host)?))
-                } else {
-                    None
-                };
-                Ok(Transport::Dial {
-                    addr: p.address.clone(),
-                    tls,
-                })
+            LinkMode::Dial => Ok(Transport::Dial {
+                addr: p.address.clone(),
+                tls: client_tls(p)?.map(|(c, n)| (Reloadable::new(c), n)),
+            }),
+            LinkMode::Accept => Ok(Transport::Accept {
+                addr: p.address.clone(),
+                listener: None,
+                tls: server_tls(p)?.map(Reloadable::new),
+            }),
+        }
+    }
+
+    /// The transport's TLS config, to replace it later ([`Transport::reload`]); `None` without TLS.
+    pub fn tls_handle(&self) -> Option<TlsHandle> {
+        match self {
+            Transport::Dial { tls, .. } => tls.as_ref().map(|(c, _)| TlsHandle::Client(c.clone())),
+            Transport::Accept { tls, .. } => tls.clone().map(TlsHandle::Server),
+        }
+    }
+
+    /// Re-reads the TLS files of `p` into `handle`, for connections made from now on. On error
+    /// the config in use stays.
+    pub fn reload(handle: &TlsHandle, p: &PbxConfig) -> Result<(), TransportError> {
+        match handle {
+            TlsHandle::Client(c) => {
+                if let Some((cfg, _)) = client_tls(p)? {
+                    c.replace(cfg);
+                }
             }
-            LinkMode::Accept => {
-                let tls = if p.tls {
-                    let (cert, key) =
-                        p.tls_cert
-                            .as_deref()
-                            .zip(p.tls_key.as_deref())
-                            .ok_or_else(|| {
-                                TransportError::Address("tls_cert/tls_key missing".into())
-                            })?;
-                    let cfg = tls::server_config_from_files(cert, key, p.tls_client_ca.as_deref())?;
-                    Some(TlsAcceptor::from(cfg))
-                } else {
-                    None
-                };
-                Ok(Transport::Accept {
-                    addr: p.address.clone(),
-                    listener: None,
-                    tls,
-                })
+            TlsHandle::Server(s) => {
+                if let Some(cfg) = server_tls(p)? {
+                    s.replace(cfg);
+                }
             }
         }
+        Ok(())
     }
 
     /// A dialing transport with an explicit TLS client config (demo and tests).
@@ -151,7 +149,7 @@ impl Transport {
     ) -> Transport {
         Transport::Dial {
             addr,
-            tls: tls.map(|(c, n)| (TlsConnector::from(c), n)),
+            tls: tls.map(|(c, n)| (Reloadable::new(c), n)),
         }
     }
 
@@ -160,7 +158,7 @@ impl Transport {
         Transport::Accept {
             addr,
             listener: None,
-            tls: tls.map(TlsAcceptor::from),
+            tls: tls.map(Reloadable::new),
         }
     }
 
@@ -178,7 +176,10 @@ impl Transport {
     pub async fn connect(&mut self, limit: Duration) -> Result<(Stream, String), TransportError> {
         match self {
             Transport::Dial { addr, tls } => {
-                tokio::time::timeout(limit, Transport::dial_once(addr.clone(), tls.clone()))
+                let tls = tls
+                    .as_ref()
+                    .map(|(c, n)| (TlsConnector::from(c.current()), n.clone()));
+                tokio::time::timeout(limit, Transport::dial_once(addr.clone(), tls))
                     .await
                     .map_err(|_| TransportError::Timeout {
                         op: "connect",
@@ -186,8 +187,8 @@ impl Transport {
                         ms: limit.as_millis(),
                     })?
             }
-            Transport::Accept { tls, .. } => {
-                let tls = tls.clone();
+            Transport::Accept { .. } => {
+                let tls = self.tls_acceptor();
                 let (tcp, peer) = self.accept_tcp().await?;
                 accept_handshake(tls, tcp, peer.to_string(), limit).await
             }
@@ -226,7 +227,7 @@ impl Transport {
     /// Accept mode: the TLS acceptor, when TLS is configured.
     pub fn tls_acceptor(&self) -> Option<TlsAcceptor> {
         match self {
-            Transport::Accept { tls, .. } => tls.clone(),
+            Transport::Accept { tls, .. } => tls.as_ref().map(|t| TlsAcceptor::from(t.current())),
             Transport::Dial { .. } => None,
         }
     }
@@ -260,6 +261,44 @@ impl Transport {
             }
         }
     }
+}
+
+/// The client config of a dialing `[[pbx]]` with TLS, from its files, and the name to verify.
+fn client_tls(
+    p: &PbxConfig,
+) -> Result<Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>, TransportError> {
+    if !p.tls {
+        return Ok(None);
+    }
+    let ca = p
+        .tls_ca
+        .as_deref()
+        .ok_or_else(|| TransportError::Address("tls_ca missing".into()))?;
+    let cfg = tls::client_config_from_files(ca, p.tls_cert.as_deref(), p.tls_key.as_deref())?;
+    let host = match &p.tls_server_name {
+        Some(n) => n.clone(),
+        None => split_host_port(&p.address)
+            .map(|(h, _)| h.to_string())
+            .ok_or_else(|| TransportError::Address(p.address.clone()))?,
+    };
+    Ok(Some((cfg, tls::server_name(&host)?)))
+}
+
+/// The server config of an accepting `[[pbx]]` with TLS, from its files.
+fn server_tls(p: &PbxConfig) -> Result<Option<Arc<rustls::ServerConfig>>, TransportError> {
+    if !p.tls {
+        return Ok(None);
+    }
+    let (cert, key) = p
+        .tls_cert
+        .as_deref()
+        .zip(p.tls_key.as_deref())
+        .ok_or_else(|| TransportError::Address("tls_cert/tls_key missing".into()))?;
+    Ok(Some(tls::server_config_from_files(
+        cert,
+        key,
+        p.tls_client_ca.as_deref(),
+    )?))
 }
 
 /// Completes an accepted connection: its TLS handshake, if TLS is configured, within `limit`.
@@ -316,5 +355,52 @@ mod tests {
         assert_eq!(e.kind(), "timeout");
         assert!(e.to_string().contains("no answer within 200 ms"), "{e}");
         hold.abort();
+    }
+
+    /// A reload re-reads the link's TLS files for new connections: a PBX whose certificate the
+    /// old CA did not sign is refused before and accepted after; a file that does not parse
+    /// leaves the loaded CA in use.
+    #[tokio::test]
+    async fn a_reload_re_reads_the_ca_for_new_connections() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let old = DevCerts::generate(&[], "t").unwrap();
+        let renewed = DevCerts::generate(&[], "t").unwrap();
+        old.write(dir.path()).unwrap();
+        // The PBX presents a certificate of the new CA.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let acceptor = TlsAcceptor::from(renewed.server_config(false).unwrap());
+        let pbx = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = l.accept().await.unwrap();
+                let a = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut s) = a.accept(tcp).await {
+                        let _ = s.write_all(b"x").await;
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                });
+            }
+        });
+        let ca = dir.path().join("ca.pem");
+        let toml = format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\ncert = \"c\"\nkey = \"k\"\n[[pbx]]\nname = \"p\"\nprotocol = \"csta-xml\"\nmode = \"dial\"\naddress = \"localhost:{port}\"\ntls_ca = {ca:?}\n"
+        );
+        let cfg = crate::config::Config::parse(&toml).unwrap();
+        let p = &cfg.pbx[0];
+        let mut t = Transport::from_config(p).unwrap();
+        let h = t.tls_handle().unwrap();
+        let limit = Duration::from_secs(5);
+        let e = t.connect(limit).await.err().unwrap();
+        assert_eq!(e.kind(), "tls_handshake", "{e}");
+        renewed.write(dir.path()).unwrap();
+        Transport::reload(&h, p).unwrap();
+        t.connect(limit).await.unwrap();
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let e = Transport::reload(&h, p).unwrap_err();
+        assert!(e.to_string().contains("ca.pem"), "{e}");
+        t.connect(limit).await.unwrap();
+        pbx.abort();
     }
 }

@@ -83,6 +83,20 @@ fn describe() {
         "PBX connections lost, by reason"
     );
     describe_counter!(
+        "ctigate_tls_reloads_total",
+        "TLS files re-read on SIGHUP, per listener or link, by result (on error the previous certificate stays)"
+    );
+    describe_gauge!(
+        "ctigate_api_tls_certificate_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the connector listener's certificate expires, seconds since the Unix epoch"
+    );
+    describe_gauge!(
+        "ctigate_link_tls_certificate_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the certificate a PBX link presents expires, seconds since the Unix epoch"
+    );
+    describe_counter!(
         "ctigate_link_connect_failures_total",
         "Failed PBX connection attempts, by kind"
     );
