@@ -181,11 +181,15 @@ pub fn not_after(path: &Path) -> Result<i64, TlsError> {
         path: path.to_owned(),
         message: "no CERTIFICATE block found".into(),
     })?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| TlsError::Pem {
-            path: path.to_owned(),
-            message: format!("not an X.509 certificate: {e}"),
-        })?;
+    der_not_after(der).map_err(|e| TlsError::Pem {
+        path: path.to_owned(),
+        message: format!("not an X.509 certificate: {e}"),
+    })
+}
+
+/// When a DER certificate expires, in seconds since the Unix epoch.
+pub fn der_not_after(der: &[u8]) -> Result<i64, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     Ok(cert.validity().not_after.timestamp())
 }
 

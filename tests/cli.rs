@@ -328,6 +328,7 @@ login_ids = ["*"]
             "ctigate_tls_reloads_total{result=\"ok\"} 3",
             "ctigate_tls_reloads_total{result=\"error\"} 1",
             "ctigate_api_tls_certificate_expiry_timestamp_seconds ",
+            "ctigate_link_peer_certificate_expiry_timestamp_seconds{link=\"sim\",protocol=\"csta-xml\"} ",
         ] {
             assert!(metrics.contains(want), "{want} not in {metrics}");
         }

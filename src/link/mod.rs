@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-pub use transport::{Stream, TlsHandle, Transport, TransportError};
+pub use transport::{Connected, Stream, TlsHandle, Transport, TransportError};
 
 /// Live state of a link, shared with the ops endpoints.
 #[derive(Debug)]
@@ -218,7 +218,7 @@ async fn run(
             None => tokio::select! {
                 _ = shutdown.cancelled() => break,
                 c = conns.next() => match c {
-                    Some(c) => c.map(|(stream, peer)| Connection::new(&cfg, stream, peer, &counters)),
+                    Some(c) => c.map(|c| Connection::new(&cfg, c, &counters)),
                     None => break,
                 },
             },
@@ -239,6 +239,17 @@ async fn run(
         metrics::counter!("ctigate_link_connects_total", &labels).increment(1);
         let peer = conn.peer.clone();
         info!(link = %name, %peer, "PBX connected");
+        if let Some(t) = conn.peer_cert_expiry {
+            metrics::gauge!(
+                "ctigate_link_peer_certificate_expiry_timestamp_seconds",
+                &labels
+            )
+            .set(t as f64);
+            let left = t - (now_ms() / 1000) as i64;
+            if left < 14 * 86_400 {
+                warn!(link = %name, %peer, days = left / 86_400, "the PBX's TLS certificate expires within 14 days; the link fails when it does");
+            }
+        }
         let end = serve(
             &cfg,
             conn,
@@ -312,7 +323,7 @@ impl Admission {
 /// is doing, and a client that never completes one holds up nothing but itself.
 enum Connections {
     Dial(Transport, Duration),
-    Accept(mpsc::Receiver<Result<(Stream, String), TransportError>>),
+    Accept(mpsc::Receiver<Result<Connected, TransportError>>),
 }
 
 impl Connections {
@@ -373,7 +384,7 @@ impl Connections {
     }
 
     /// The next connection (or failed attempt); `None` once the acceptor has stopped.
-    async fn next(&mut self) -> Option<Result<(Stream, String), TransportError>> {
+    async fn next(&mut self) -> Option<Result<Connected, TransportError>> {
         match self {
             Connections::Dial(t, limit) => Some(t.connect(*limit).await),
             // Cancel-safe: a connection not taken now stays queued.
@@ -437,15 +448,18 @@ struct End {
 struct Connection {
     stream: Stream,
     peer: String,
+    /// When the PBX's certificate expires (seconds since the Unix epoch), if it presented one.
+    peer_cert_expiry: Option<i64>,
     session: Session,
     deframer: Deframer,
 }
 
 impl Connection {
-    fn new(cfg: &LinkConfig, stream: Stream, peer: String, counters: &Arc<LinkCounters>) -> Self {
+    fn new(cfg: &LinkConfig, c: Connected, counters: &Arc<LinkCounters>) -> Self {
         Connection {
-            stream,
-            peer,
+            stream: c.stream,
+            peer: c.peer,
+            peer_cert_expiry: c.peer_cert_expiry,
             session: Session::new(cfg.session.clone(), Instant::now())
                 .with_counters(counters.clone()),
             deframer: Deframer::new(cfg.max_frame_bytes),
@@ -614,6 +628,7 @@ async fn serve(
     let Connection {
         stream,
         peer,
+        peer_cert_expiry: _,
         mut session,
         mut deframer,
     } = conn;
@@ -706,9 +721,9 @@ async fn serve(
                 end = apply(&mut session, hub, state, &wtx, backoff);
             }
             c = conns.next(), if accepting => match c {
-                Some(Ok((stream, from))) => {
-                    info!(link = %name, peer = %from, live = %peer, "another PBX connection; it replaces the live one once it opens a CSTA session");
-                    candidates.add(Connection::new(cfg, stream, from, counters), counters);
+                Some(Ok(c)) => {
+                    info!(link = %name, peer = %c.peer, live = %peer, "another PBX connection; it replaces the live one once it opens a CSTA session");
+                    candidates.add(Connection::new(cfg, c, counters), counters);
                 }
                 Some(Err(e)) => {
                     metrics::counter!("ctigate_link_connect_failures_total", "link" => name.to_string(), "protocol" => "csta-xml", "kind" => e.kind()).increment(1);
@@ -916,7 +931,15 @@ tls = false
         state: &LinkState,
     ) -> End {
         let counters = Arc::new(LinkCounters::new(cfg.session.pbx.clone()));
-        let conn = Connection::new(cfg, Box::new(ours), "test".into(), &counters);
+        let conn = Connection::new(
+            cfg,
+            Connected {
+                stream: Box::new(ours),
+                peer: "test".into(),
+                peer_cert_expiry: None,
+            },
+            &counters,
+        );
         // Never used: dial mode takes no new connection while serving.
         let mut conns = Connections::Dial(
             Transport::dial("127.0.0.1:1".into(), None),

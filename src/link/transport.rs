@@ -71,6 +71,32 @@ impl TransportError {
     }
 }
 
+/// A connection, TLS handshake done.
+pub struct Connected {
+    /// The stream.
+    pub stream: Stream,
+    /// The peer's address.
+    pub peer: String,
+    /// When the certificate the peer presented expires (seconds since the Unix epoch), if it
+    /// presented one.
+    pub peer_cert_expiry: Option<i64>,
+}
+
+impl Connected {
+    fn plain(stream: Stream, peer: String) -> Connected {
+        Connected {
+            stream,
+            peer,
+            peer_cert_expiry: None,
+        }
+    }
+}
+
+/// The expiry of the first (leaf) certificate of a TLS peer's chain.
+fn leaf_expiry(chain: Option<&[rustls::pki_types::CertificateDer<'_>]>) -> Option<i64> {
+    tls::der_not_after(chain?.first()?).ok()
+}
+
 /// How a link gets its connection.
 pub enum Transport {
     /// The gateway dials.
@@ -173,7 +199,7 @@ impl Transport {
     /// Waits for the next connection. Returns the stream and the peer address. Dialing (TCP and
     /// TLS) and an accepted connection's TLS handshake each get at most `limit`; waiting for a
     /// PBX to connect does not.
-    pub async fn connect(&mut self, limit: Duration) -> Result<(Stream, String), TransportError> {
+    pub async fn connect(&mut self, limit: Duration) -> Result<Connected, TransportError> {
         match self {
             Transport::Dial { addr, tls } => {
                 let tls = tls
@@ -236,7 +262,7 @@ impl Transport {
     async fn dial_once(
         addr: String,
         tls: Option<(TlsConnector, ServerName<'static>)>,
-    ) -> Result<(Stream, String), TransportError> {
+    ) -> Result<Connected, TransportError> {
         let tcp = TcpStream::connect(addr.as_str())
             .await
             .map_err(|source| TransportError::Io {
@@ -249,7 +275,7 @@ impl Transport {
             .peer_addr()
             .map_or_else(|_| addr.clone(), |a| a.to_string());
         match tls {
-            None => Ok((Box::new(tcp), peer)),
+            None => Ok(Connected::plain(Box::new(tcp), peer)),
             Some((connector, name)) => {
                 let s = connector.connect(name, tcp).await.map_err(|source| {
                     TransportError::Handshake {
@@ -257,7 +283,12 @@ impl Transport {
                         source,
                     }
                 })?;
-                Ok((Box::new(s), peer))
+                let peer_cert_expiry = leaf_expiry(s.get_ref().1.peer_certificates());
+                Ok(Connected {
+                    stream: Box::new(s),
+                    peer,
+                    peer_cert_expiry,
+                })
             }
         }
     }
@@ -307,9 +338,9 @@ pub async fn accept_handshake(
     tcp: TcpStream,
     peer: String,
     limit: Duration,
-) -> Result<(Stream, String), TransportError> {
+) -> Result<Connected, TransportError> {
     match tls {
-        None => Ok((Box::new(tcp), peer)),
+        None => Ok(Connected::plain(Box::new(tcp), peer)),
         Some(acceptor) => {
             let s = tokio::time::timeout(limit, acceptor.accept(tcp))
                 .await
@@ -322,7 +353,13 @@ pub async fn accept_handshake(
                     addr: peer.clone(),
                     source,
                 })?;
-            Ok((Box::new(s), peer))
+            // With `tls_client_ca` the PBX presents a certificate; without, there is none.
+            let peer_cert_expiry = leaf_expiry(s.get_ref().1.peer_certificates());
+            Ok(Connected {
+                stream: Box::new(s),
+                peer,
+                peer_cert_expiry,
+            })
         }
     }
 }
@@ -396,7 +433,10 @@ mod tests {
         assert_eq!(e.kind(), "tls_handshake", "{e}");
         renewed.write(dir.path()).unwrap();
         Transport::reload(&h, p).unwrap();
-        t.connect(limit).await.unwrap();
+        let c = t.connect(limit).await.unwrap();
+        // The renewed server certificate is valid for 397 days.
+        let left = c.peer_cert_expiry.unwrap() - (crate::model::now_ms() / 1000) as i64;
+        assert!((396 * 86_400..=398 * 86_400).contains(&left), "{left}");
         std::fs::write(&ca, "not a certificate").unwrap();
         let e = Transport::reload(&h, p).unwrap_err();
         assert!(e.to_string().contains("ca.pem"), "{e}");

@@ -96,6 +96,11 @@ fn describe() {
         Unit::Seconds,
         "When the certificate a PBX link presents expires, seconds since the Unix epoch"
     );
+    describe_gauge!(
+        "ctigate_link_peer_certificate_expiry_timestamp_seconds",
+        Unit::Seconds,
+        "When the certificate the PBX presented at its last connect expires, seconds since the Unix epoch"
+    );
     describe_counter!(
         "ctigate_link_connect_failures_total",
         "Failed PBX connection attempts, by kind"
