@@ -257,9 +257,18 @@ impl std::str::FromStr for IpRange {
         let prefix = match prefix {
             None => max,
             Some(p) => match p.parse::<u8>() {
-                Ok(p) if p <= max => p,
+                Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
                 _ => return Err(format!("{s:?}: the prefix length must be 0 to {max}")),
             },
+        };
+        // Peers are matched in their canonical form (`::ffff:10.0.0.5` is 10.0.0.5), so a range
+        // written IPv4-mapped is kept as the IPv4 range it means.
+        let (ip, prefix) = match ip {
+            IpAddr::V6(a) if prefix >= 96 => match a.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (ip, prefix),
+            },
+            _ => (ip, prefix),
         };
         let net = match ip {
             IpAddr::V4(a) => IpAddr::V4((u32::from(a) & v4_mask(prefix)).into()),
@@ -1088,12 +1097,17 @@ login_ids = ["GHOST"]
         assert!(r("0.0.0.0/0").unwrap().contains(ip("192.0.2.1")));
         assert!(r("::/0").unwrap().contains(ip("2001:db8::1")));
         assert!(r("::1").unwrap().contains(ip("::1")));
+        // Written IPv4-mapped, a range means its IPv4 addresses.
+        let mapped = r("::ffff:10.0.0.0/104").unwrap();
+        assert_eq!(mapped, r("10.0.0.0/8").unwrap());
+        assert!(mapped.contains(ip("10.9.8.7")) && mapped.contains(ip("::ffff:10.9.8.7")));
         for bad in [
             "",
             "pbx.example",
             "10.0.0.0/33",
             "fd00::/129",
             "10.0.0.0/x",
+            "10.0.0.0/+8",
             "10.1.2.3/16",
         ] {
             assert!(r(bad).is_err(), "{bad:?} parsed");

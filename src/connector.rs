@@ -59,15 +59,36 @@ pub enum ClientError {
 
 impl ClientError {
     /// Whether trying again cannot help: the URL or server name is wrong, or the gateway's
-    /// certificate is not trusted (or is not for that name).
+    /// certificate is not signed by a trusted CA or not for that name. An expired (or not yet
+    /// valid) certificate is not permanent: the gateway re-reads renewed ones on SIGHUP.
     pub fn is_permanent(&self) -> bool {
+        use rustls::CertificateError as C;
         match self {
             ClientError::Url(_) | ClientError::Name(_) => true,
-            ClientError::Tls(e) => matches!(
-                e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
-                Some(rustls::Error::InvalidCertificate(_))
-            ),
+            ClientError::Tls(e) => {
+                match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    Some(rustls::Error::InvalidCertificate(c)) => !matches!(
+                        c,
+                        C::Expired
+                            | C::ExpiredContext { .. }
+                            | C::NotValidYet
+                            | C::NotValidYetContext { .. }
+                    ),
+                    _ => false,
+                }
+            }
             _ => false,
+        }
+    }
+
+    /// What to check when [`ClientError::is_permanent`].
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            ClientError::Tls(_) => Some(
+                "is --ca the CA that signed the gateway's certificate, and the URL's host a name in it?",
+            ),
+            ClientError::Name(_) => Some("the URL's host must be a DNS name or an IP address"),
+            _ => None,
         }
     }
 }
@@ -257,17 +278,18 @@ pub fn render(v: &Value) -> String {
                 line.push_str(&format!("  via {}", party("associated_called")));
             }
             if let Some(a) = v["account"].as_str() {
-                line.push_str(&format!("  account {a}"));
+                // PBX-controlled text: quoted and escaped, so it cannot drive the terminal.
+                line.push_str(&format!("  account {a:?}"));
             }
             if let Some(d) = v["user_data"].as_str() {
                 line.push_str(&format!("  data {}", hex_text(d)));
             }
-            if let Some(n) = v["charging"]["amount"].as_u64() {
-                line.push_str(&format!(
-                    "  charged {n} {} × {}",
-                    v["charging"]["currency"].as_str().unwrap_or(""),
-                    v["charging"]["multiplier"].as_str().unwrap_or("one")
-                ));
+            if let Some(n) = v["charging"]["amount"].as_i64() {
+                let amount = money(n, v["charging"]["multiplier"].as_str().unwrap_or("one"));
+                let currency = v["charging"]["currency"].as_str().unwrap_or("");
+                line.push_str(&format!("  charged {amount} {currency:?}"));
+            } else if let Some(n) = v["charging"]["units"].as_u64() {
+                line.push_str(&format!("  charged {n} units"));
             }
             if let Some(c) = v["call_id"].as_str() {
                 let tail: String = c
@@ -333,6 +355,28 @@ pub fn render(v: &Value) -> String {
     }
 }
 
+/// A CSTA currency amount in units of `multiplier` as a decimal (`1250`, `oneHundredth` →
+/// `12.50`).
+fn money(amount: i64, multiplier: &str) -> String {
+    let (places, zeros) = match multiplier {
+        "oneThousandth" => (3, 0),
+        "oneHundredth" => (2, 0),
+        "oneTenth" => (1, 0),
+        "ten" => (0, 1),
+        "hundred" => (0, 2),
+        "thousand" => (0, 3),
+        _ => (0, 0),
+    };
+    let scaled = i128::from(amount) * 10_i128.pow(zeros);
+    if places == 0 {
+        return scaled.to_string();
+    }
+    let unit = 10_i128.pow(places);
+    let sign = if scaled < 0 { "-" } else { "" };
+    let (whole, frac) = (scaled.abs() / unit, scaled.abs() % unit);
+    format!("{sign}{whole}.{frac:0width$}", width = places as usize)
+}
+
 /// Hex-encoded data (CSTA `userData`) as text when it is printable ASCII, else as sent.
 fn hex_text(hex: &str) -> String {
     match hex::decode(hex) {
@@ -376,9 +420,20 @@ mod tests {
         assert!(
             line.contains("via +4989700100")
                 && line.contains("data \"CUSTOMER=4711\"")
-                && line.contains("account SUPPORT-17"),
+                && line.contains("account \"SUPPORT-17\""),
             "{line}"
         );
+        let v = json!({"type":"event","login_id":"ABC","seq":5,"event":"charging",
+            "account":"\u{1b}[2J","charging":{"amount":1250,"currency":"EUR","multiplier":"oneHundredth"}});
+        let line = render(&v);
+        assert!(line.contains("charged 12.50 \"EUR\""), "{line}");
+        assert!(
+            !line.contains('\u{1b}'),
+            "an escape sequence reached the terminal: {line:?}"
+        );
+        assert_eq!(money(-5, "oneThousandth"), "-0.005");
+        assert_eq!(money(7, "hundred"), "700");
+        assert_eq!(money(7, "one"), "7");
         assert_eq!(hex_text("00FF"), "00FF");
         assert_eq!(hex_text("zz"), "zz");
     }

@@ -71,12 +71,11 @@ pub struct Gateway {
     tls: TlsFiles,
 }
 
-/// The TLS configs the gateway loaded from files, which a reload re-reads. In-memory ones (demo,
-/// tests) are not here.
+/// The TLS configs the gateway loaded from files, with the configuration naming them, which a
+/// reload re-reads. In-memory ones (demo, tests) are not here.
 struct TlsFiles {
-    api: Option<Reloadable<rustls::ServerConfig>>,
-    /// PBX name and its transport's config.
-    links: Vec<(String, TlsHandle)>,
+    api: Option<(Reloadable<rustls::ServerConfig>, crate::config::ApiConfig)>,
+    links: Vec<(crate::config::PbxConfig, TlsHandle)>,
 }
 
 /// What a TLS reload did.
@@ -91,27 +90,47 @@ pub struct TlsReload {
 /// A certificate expiring sooner than this is warned about at every load.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 
-/// Publishes when the certificate in `path` expires (`gauge`) and warns when that is soon.
-fn record_expiry(what: &str, path: &std::path::Path, gauge: metrics::Gauge) {
-    match tls::not_after(path) {
-        Ok(t) => {
-            gauge.set(t as f64);
+/// Publishes when the certificate in `path` expires (`gauge`), warns when that is soon, and
+/// returns a short description of it for the log (`expires 2027-01-05, sha256 3F2A…`).
+fn record_cert(what: &str, path: &std::path::Path, gauge: metrics::Gauge) -> String {
+    match tls::cert_info(path) {
+        Ok(c) => {
+            gauge.set(c.not_after as f64);
             let now = crate::model::now_ms() as i64 / 1000;
-            if t <= now {
+            if c.not_after <= now {
                 error!(what, path = %path.display(), "TLS certificate has EXPIRED; peers will refuse it");
-            } else if ((t - now) as u64) < EXPIRY_WARNING.as_secs() {
-                warn!(what, path = %path.display(), days = (t - now) / 86_400, "TLS certificate expires soon");
+            } else if ((c.not_after - now) as u64) < EXPIRY_WARNING.as_secs() {
+                warn!(what, path = %path.display(), days = (c.not_after - now) / 86_400, "TLS certificate expires soon");
             }
+            let date = time::OffsetDateTime::from_unix_timestamp(c.not_after)
+                .map(|t| t.date().to_string())
+                .unwrap_or_else(|_| c.not_after.to_string());
+            format!("expires {date}, sha256 {}", &c.sha256[..16])
         }
-        Err(e) => warn!(what, error = %e, "cannot read the certificate's expiry date"),
+        Err(e) => {
+            warn!(what, error = %e, "cannot read the certificate's expiry date");
+            String::new()
+        }
     }
 }
 
-fn record_link_expiry(p: &crate::config::PbxConfig) {
-    if let Some(cert) = p.tls_cert.as_deref().filter(|_| p.tls) {
-        let g = metrics::gauge!("ctigate_link_tls_certificate_expiry_timestamp_seconds", "link" => p.name.clone(), "protocol" => "csta-xml");
-        record_expiry(&format!("pbx {:?}", p.name), cert, g);
+/// Records the certificate a link presents (accept mode, or a client certificate when dialing).
+fn record_link_cert(p: &crate::config::PbxConfig) -> String {
+    match p.tls_cert.as_deref().filter(|_| p.tls) {
+        Some(cert) => {
+            let g = metrics::gauge!("ctigate_link_tls_certificate_expiry_timestamp_seconds", "link" => p.name.clone(), "protocol" => "csta-xml");
+            record_cert(&format!("pbx {:?}", p.name), cert, g)
+        }
+        None => String::new(),
     }
+}
+
+fn api_reloads(result: &'static str) -> metrics::Counter {
+    metrics::counter!("ctigate_api_tls_reloads_total", "result" => result)
+}
+
+fn link_reloads(link: &str, result: &'static str) -> metrics::Counter {
+    metrics::counter!("ctigate_link_tls_reloads_total", "link" => link.to_string(), "protocol" => "csta-xml", "result" => result)
 }
 
 impl Gateway {
@@ -139,7 +158,10 @@ impl Gateway {
                     source,
                 })?;
                 let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
-                record_expiry("[api]", &cfg.api.cert, g);
+                record_cert("[api]", &cfg.api.cert, g);
+                // Both series from the start, so that the first failure is an increase.
+                api_reloads("ok").absolute(0);
+                api_reloads("error").absolute(0);
                 (t, true)
             }
         };
@@ -158,8 +180,10 @@ impl Gateway {
                         source,
                     })?;
                     if let Some(h) = t.tls_handle() {
-                        files.links.push((p.name.clone(), h));
-                        record_link_expiry(p);
+                        files.links.push((p.clone(), h));
+                        record_link_cert(p);
+                        link_reloads(&p.name, "ok").absolute(0);
+                        link_reloads(&p.name, "error").absolute(0);
                     }
                     t
                 }
@@ -182,7 +206,7 @@ impl Gateway {
             api_tls,
         );
         if api_from_files {
-            files.api = Some(api.tls().clone());
+            files.api = Some((api.tls().clone(), cfg.api.clone()));
         }
         tasks.spawn(api.clone().serve(api_listener, shutdown.clone()));
         let state = OpsState {
@@ -207,47 +231,45 @@ impl Gateway {
     }
 
     /// Re-reads every TLS file the gateway loaded at start (the connector listener's and each
-    /// PBX link's), as named in `cfg`, for connections made from now on; established ones keep
-    /// their session. Whatever fails to load keeps the config it had. `main` calls this on SIGHUP.
-    pub fn reload_tls(&self, cfg: &Config) -> TlsReload {
+    /// PBX link's, at the paths the configuration named then), for connections made from now on;
+    /// established ones keep their session. Whatever fails to load keeps the config it had.
+    /// `main` calls this on SIGHUP.
+    pub fn reload_tls(&self) -> TlsReload {
         let mut r = TlsReload::default();
-        let mut outcome = |what: String, res: Result<(), String>| {
-            let label = if res.is_ok() { "ok" } else { "error" };
-            metrics::counter!("ctigate_tls_reloads_total", "result" => label).increment(1);
-            match res {
-                Ok(()) => {
-                    info!(what, "TLS files reloaded");
-                    r.reloaded.push(what);
+        let mut outcome =
+            |what: String,
+             res: Result<String, String>,
+             counter: &dyn Fn(&'static str) -> metrics::Counter| {
+                match res {
+                    Ok(cert) => {
+                        counter("ok").increment(1);
+                        info!(what, cert, "TLS files reloaded");
+                        r.reloaded.push(what);
+                    }
+                    Err(e) => {
+                        counter("error").increment(1);
+                        error!(what, error = %e, "TLS reload failed; the previous certificate stays in use");
+                        r.failed.push((what, e));
+                    }
                 }
-                Err(e) => {
-                    error!(what, error = %e, "TLS reload failed; the previous certificate stays in use");
-                    r.failed.push((what, e));
-                }
-            }
-        };
-        if let Some(api) = &self.tls.api {
-            let res = tls::server_config_from_files(
-                &cfg.api.cert,
-                &cfg.api.key,
-                cfg.api.client_ca.as_deref(),
-            )
-            .map(|c| {
-                api.replace(c);
-                let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
-                record_expiry("[api]", &cfg.api.cert, g);
-            })
-            .map_err(|e| e.to_string());
-            outcome("[api]".into(), res);
-        }
-        for (name, handle) in &self.tls.links {
-            let what = format!("pbx {name:?}");
-            let res = match cfg.pbx.iter().find(|p| &p.name == name) {
-                Some(p) => Transport::reload(handle, p)
-                    .map(|()| record_link_expiry(p))
-                    .map_err(|e| e.to_string()),
-                None => Err("no longer in the configuration".into()),
             };
-            outcome(what, res);
+        if let Some((handle, api)) = &self.tls.api {
+            let res = tls::server_config_from_files(&api.cert, &api.key, api.client_ca.as_deref())
+                .map(|c| {
+                    handle.replace(c);
+                    let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
+                    record_cert("[api]", &api.cert, g)
+                })
+                .map_err(|e| e.to_string());
+            outcome("[api]".into(), res, &api_reloads);
+        }
+        for (p, handle) in &self.tls.links {
+            let res = Transport::reload(handle, p)
+                .map(|()| record_link_cert(p))
+                .map_err(|e| e.to_string());
+            outcome(format!("pbx {:?}", p.name), res, &|r| {
+                link_reloads(&p.name, r)
+            });
         }
         r
     }

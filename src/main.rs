@@ -286,16 +286,18 @@ async fn main() -> Result<()> {
         Cmd::Run { config } => {
             init_logs(cli.log_format, "info");
             let cfg = load(&config)?;
-            let gw = Gateway::start(&cfg, StartOptions::default()).await?;
+            // Handlers first: a SIGHUP's default action would end the process, and a
+            // certificate hook may send one while the gateway is still starting.
+            let mut reloads = reload_signals().context("installing the SIGHUP handler")?;
             let stop = stop_signal();
             tokio::pin!(stop);
-            let mut reloads = reload_signals().context("installing the SIGHUP handler")?;
+            let gw = Gateway::start(&cfg, StartOptions::default()).await?;
             let signal = loop {
                 tokio::select! {
                     s = &mut stop => break s.context("waiting for a stop signal")?,
                     Some(()) = reloads.recv() => {
                         // Certificates are renewed on disk; new connections take the new ones.
-                        let r = gw.reload_tls(&cfg);
+                        let r = gw.reload_tls();
                         tracing::info!(reloaded = r.reloaded.len(), failed = r.failed.len(), "SIGHUP: TLS files re-read");
                     }
                 }
@@ -590,11 +592,10 @@ async fn connect(
             Err(ClientError::Refused { code, message }) => {
                 bail!("gateway refused: {code}: {message}")
             }
-            Err(e) if e.is_permanent() => {
-                bail!(
-                    "{e} (is --ca the CA that signed the gateway's certificate, and the URL's host a name in it?)"
-                )
-            }
+            Err(e) if e.is_permanent() => match e.hint() {
+                Some(h) => bail!("{e} ({h})"),
+                None => bail!("{e}"),
+            },
             Err(e) => {
                 eprintln!("disconnected: {e}; reconnecting in 1 s and resuming");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -172,18 +172,33 @@ impl<T> Reloadable<T> {
     }
 }
 
-/// When the first certificate of a PEM file (the leaf of a chain) expires, in seconds since the
-/// Unix epoch.
-pub fn not_after(path: &Path) -> Result<i64, TlsError> {
+/// What identifies the certificate a PEM file starts with (the leaf of a chain): when it expires
+/// and its fingerprint, so a log line can show which certificate is in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// SHA-256 of the DER certificate, hex (as `openssl x509 -fingerprint -sha256` shows it,
+    /// without the colons).
+    pub sha256: String,
+}
+
+/// The [`CertInfo`] of the first certificate in a PEM file.
+pub fn cert_info(path: &Path) -> Result<CertInfo, TlsError> {
+    use sha2::Digest;
     let certs = load_certs(path)?;
     // `load_certs` refuses a file without a certificate, so there is a first one.
     let der = certs.first().ok_or_else(|| TlsError::Pem {
         path: path.to_owned(),
         message: "no CERTIFICATE block found".into(),
     })?;
-    der_not_after(der).map_err(|e| TlsError::Pem {
+    let not_after = der_not_after(der).map_err(|e| TlsError::Pem {
         path: path.to_owned(),
         message: format!("not an X.509 certificate: {e}"),
+    })?;
+    Ok(CertInfo {
+        not_after,
+        sha256: hex::encode_upper(sha2::Sha256::digest(der.as_ref())),
     })
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use common::process::{self, Guard, wait_line};
+use rustls_pki_types::pem::PemObject;
 use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
@@ -286,8 +287,15 @@ login_ids = ["*"]
             );
         };
         hup(gw.0.id());
+        let sha = |pem: &Path| {
+            let der = rustls_pki_types::CertificateDer::from_pem_file(pem).unwrap();
+            hex::encode_upper(<sha2::Sha256 as sha2::Digest>::digest(der.as_ref()))[..16]
+                .to_string()
+        };
+        let renewed_sha = sha(&renewed.join("server.pem"));
+        // The log line names the certificate now in use.
         wait_line(&gw_rx, Duration::from_secs(20), |l| {
-            l.contains("TLS files reloaded") && l.contains("[api]")
+            l.contains("TLS files reloaded") && l.contains("[api]") && l.contains(&renewed_sha)
         });
         wait_line(&gw_rx, Duration::from_secs(20), |l| {
             l.contains("SIGHUP") && l.contains("reloaded=2") && l.contains("failed=0")
@@ -308,7 +316,7 @@ login_ids = ["*"]
         // Trusting only the old CA, a new connection fails the handshake; trusting the new one,
         // it gets as far as the token check.
         let (ok, _, err) = connect(&c("ca.pem"));
-        assert!(!ok && err.contains("certificate"), "{err}");
+        assert!(!ok && err.contains("invalid peer certificate"), "{err}");
         let (ok, _, err) = connect(renewed_ca.to_str().unwrap());
         assert!(!ok && err.contains("unauthorized"), "{err}");
         // The connector that connected before the reload still gets events.
@@ -325,8 +333,10 @@ login_ids = ["*"]
         assert!(!ok && err.contains("unauthorized"), "{err}");
         let metrics = http_get(&ops, "/metrics");
         for want in [
-            "ctigate_tls_reloads_total{result=\"ok\"} 3",
-            "ctigate_tls_reloads_total{result=\"error\"} 1",
+            "ctigate_api_tls_reloads_total{result=\"ok\"} 1",
+            "ctigate_api_tls_reloads_total{result=\"error\"} 1",
+            "ctigate_link_tls_reloads_total{link=\"sim\",protocol=\"csta-xml\",result=\"ok\"} 2",
+            "ctigate_link_tls_reloads_total{link=\"sim\",protocol=\"csta-xml\",result=\"error\"} 0",
             "ctigate_api_tls_certificate_expiry_timestamp_seconds ",
             "ctigate_link_peer_certificate_expiry_timestamp_seconds{link=\"sim\",protocol=\"csta-xml\"} ",
         ] {

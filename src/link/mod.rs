@@ -206,6 +206,7 @@ async fn run(
         Admission {
             link: name.clone(),
             allow: cfg.accept_from.clone(),
+            refused: std::sync::OnceLock::new(),
         },
         cfg.session.handshake_timeout,
         &shutdown,
@@ -299,6 +300,9 @@ const MAX_HANDSHAKES: usize = 8;
 struct Admission {
     link: Text,
     allow: Vec<IpRange>,
+    /// `connect_failures_total{kind="peer_not_allowed"}`, resolved on first use: a scanner may
+    /// connect thousands of times a second.
+    refused: std::sync::OnceLock<metrics::Counter>,
 }
 
 impl Admission {
@@ -309,7 +313,9 @@ impl Admission {
         if IpRange::admits(&self.allow, peer.ip()) {
             return true;
         }
-        metrics::counter!("ctigate_link_connect_failures_total", "link" => self.link.to_string(), "protocol" => "csta-xml", "kind" => "peer_not_allowed").increment(1);
+        self.refused
+            .get_or_init(|| metrics::counter!("ctigate_link_connect_failures_total", "link" => self.link.to_string(), "protocol" => "csta-xml", "kind" => "peer_not_allowed"))
+            .increment(1);
         if let Some(suppressed) = logs.take(Instant::now()) {
             warn!(link = %self.link, %peer, suppressed, "connection from an address not in accept_from; closed");
         }

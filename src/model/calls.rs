@@ -53,7 +53,9 @@ impl CallTable {
             EventKind::ConnectionCleared | EventKind::Transferred | EventKind::Diverted => {
                 ev.state == Some(ConnState::Null) || (ev.state.is_none() && ours)
             }
-            EventKind::Failed => ev.state == Some(ConnState::Null),
+            EventKind::Failed | EventKind::ServiceCompletionFailure => {
+                ev.state == Some(ConnState::Null)
+            }
             _ => false,
         };
         // Transfer and conference replace old calls with a new one.
@@ -182,6 +184,20 @@ mod tests {
         let mut e = ev(EventKind::ConnectionCleared, "c1", Some(ConnState::Null));
         t.apply(&mut e);
         assert_eq!(e.direction, Some(Direction::Inbound));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_service_failure_that_leaves_the_device_out_of_the_call_ends_it() {
+        let mut t = CallTable::default();
+        let mut e = ev(EventKind::Originated, "c9", Some(ConnState::Connected));
+        t.apply(&mut e);
+        // Still in the call after the failure: the call stays, with the state reported.
+        let mut e = ev(EventKind::ServiceCompletionFailure, "c9", Some(ConnState::Hold));
+        t.apply(&mut e);
+        assert_eq!(t.snapshot()[0].state, Some(ConnState::Hold));
+        let mut e = ev(EventKind::ServiceCompletionFailure, "c9", Some(ConnState::Null));
+        t.apply(&mut e);
         assert!(t.is_empty());
     }
 

@@ -327,7 +327,7 @@ pub struct Charging {
     pub currency: Option<Text>,
     /// Amount in units of `multiplier`: `amount` 1250 with `multiplier` `oneHundredth` is 12.50.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub amount: Option<u64>,
+    pub amount: Option<i64>,
     /// `oneThousandth`, `oneHundredth`, `oneTenth`, `one`, `ten`, `hundred` or `thousand`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multiplier: Option<Text>,

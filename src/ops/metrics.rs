@@ -83,8 +83,12 @@ fn describe() {
         "PBX connections lost, by reason"
     );
     describe_counter!(
-        "ctigate_tls_reloads_total",
-        "TLS files re-read on SIGHUP, per listener or link, by result (on error the previous certificate stays)"
+        "ctigate_api_tls_reloads_total",
+        "The connector listener's TLS files re-read on SIGHUP, by result (on error the previous certificate stays)"
+    );
+    describe_counter!(
+        "ctigate_link_tls_reloads_total",
+        "A PBX link's TLS files re-read on SIGHUP, by result (on error the previous certificate stays)"
     );
     describe_gauge!(
         "ctigate_api_tls_certificate_expiry_timestamp_seconds",

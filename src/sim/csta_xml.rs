@@ -1495,6 +1495,10 @@ async fn hotline(sh: Arc<Shared>, device: String) {
         &established(&call, &device, &caller, &device, "distributed"),
     );
     tokio::time::sleep(t.talk / 2).await;
+    // The gateway may have cleared the call meanwhile (ClearConnection).
+    if call_state(&sh, &device, &call) != Some(CallState::Connected) {
+        return;
+    }
     emit(
         &sh,
         &device,

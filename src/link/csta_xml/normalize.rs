@@ -135,7 +135,9 @@ fn details(frame: &Bytes, e: &xml::Event<'_>, plan: &NumberingPlan) -> Box<Detai
     if let Some(to) = &e.forward_to {
         Party::set_from_frame(&mut forward_to, frame, to, plan);
     }
-    let number = |v: &Option<xml::Str<'_>>| v.as_deref().and_then(|v| v.trim().parse().ok());
+    fn number<T: std::str::FromStr>(v: &Option<xml::Str<'_>>) -> Option<T> {
+        v.as_deref().and_then(|v| v.trim().parse().ok())
+    }
     Box::new(Details {
         agent_id: text(&e.agent_id),
         do_not_disturb: e.do_not_disturb,
@@ -151,14 +153,19 @@ fn details(frame: &Bytes, e: &xml::Event<'_>, plan: &NumberingPlan) -> Box<Detai
         acd_group: text(&e.acd_group),
         associated_calling: associated(&e.associated_calling),
         associated_called: associated(&e.associated_called),
-        charging: e.charging.as_deref().map(|c| Charging {
-            info_type: text(&c.info_type),
-            units: number(&c.charge_units),
-            units_type: text(&c.units_type),
-            currency: text(&c.currency_type),
-            amount: number(&c.currency_amount),
-            multiplier: text(&c.currency_multiplier),
-        }),
+        charging: e
+            .charging
+            .as_deref()
+            .map(|c| Charging {
+                info_type: text(&c.info_type),
+                units: number(&c.charge_units),
+                units_type: text(&c.units_type),
+                currency: text(&c.currency_type),
+                amount: number(&c.currency_amount),
+                multiplier: text(&c.currency_multiplier),
+            })
+            // An empty `chargingInfo` says nothing; `"charging":{}` would only puzzle.
+            .filter(|c| *c != Charging::default()),
     })
 }
 
@@ -367,6 +374,16 @@ mod tests {
         // Nothing rare: no `details` and no stray keys.
         let json = serde_json::to_value(&*e).unwrap();
         assert!(json.get("charging").is_none() && json.get("queued").is_none());
+
+        // A refund is a negative amount; an empty `chargingInfo` is no charging.
+        let e = norm(
+            "<ChargingEvent><monitorCrossRefID>1</monitorCrossRefID><connection><callID>c</callID><deviceID>100</deviceID></connection><chargingInfo><numberUnits><numberOfCurrencyUnits><currencyAmount>-300</currencyAmount></numberOfCurrencyUnits></numberUnits></chargingInfo></ChargingEvent>",
+        );
+        assert_eq!(e.details.unwrap().charging.unwrap().amount, Some(-300));
+        let e = norm(
+            "<ChargingEvent><monitorCrossRefID>1</monitorCrossRefID><connection><callID>c</callID><deviceID>100</deviceID></connection><chargingInfo/></ChargingEvent>",
+        );
+        assert!(e.details.is_none_or(|d| d.charging.is_none()));
     }
 
     #[test]
