@@ -593,6 +593,12 @@ impl Config {
         v.file("api.cert", Some(&self.api.cert));
         v.file("api.key", Some(&self.api.key));
         v.file("api.client_ca", self.api.client_ca.as_ref());
+        v.tls_server(
+            "api.cert",
+            Some(&self.api.cert),
+            Some(&self.api.key),
+            self.api.client_ca.as_ref(),
+        );
         v.positive("api.queue_messages", self.api.queue_messages);
         if self.api.queue_bytes < 4096 {
             v.push("api.queue_bytes", "must be at least 4096");
@@ -669,6 +675,20 @@ impl Config {
                 v.file(&k("tls_cert"), p.tls_cert.as_ref());
                 v.file(&k("tls_key"), p.tls_key.as_ref());
                 v.file(&k("tls_client_ca"), p.tls_client_ca.as_ref());
+                match p.mode {
+                    LinkMode::Accept => v.tls_server(
+                        &k("tls_cert"),
+                        p.tls_cert.as_ref(),
+                        p.tls_key.as_ref(),
+                        p.tls_client_ca.as_ref(),
+                    ),
+                    LinkMode::Dial => v.tls_client(
+                        &k("tls_ca"),
+                        p.tls_ca.as_ref(),
+                        p.tls_cert.as_ref(),
+                        p.tls_key.as_ref(),
+                    ),
+                }
             } else if p.tls_ca.is_some() || p.tls_cert.is_some() || p.tls_client_ca.is_some() {
                 v.push(
                     k("tls"),
@@ -929,6 +949,67 @@ impl Validator {
         }
     }
 
+    /// Loads a server certificate, key and optional client CA as the gateway will (so a
+    /// mismatched key, a file that is not PEM or an expired certificate is reported here, not at
+    /// start or at a reload). Missing files are reported by [`Validator::file`] and skipped here.
+    fn tls_server(
+        &mut self,
+        key: &str,
+        cert: Option<&PathBuf>,
+        private: Option<&PathBuf>,
+        client_ca: Option<&PathBuf>,
+    ) {
+        let (Some(cert), Some(private)) = (cert, private) else {
+            return;
+        };
+        if !(cert.is_file() && private.is_file() && client_ca.is_none_or(|c| c.is_file())) {
+            return;
+        }
+        match crate::tls::server_config_from_files(cert, private, client_ca.map(|p| p.as_path())) {
+            Ok(_) => self.expiry(key, cert),
+            Err(e) => self.push(key, e.to_string()),
+        }
+    }
+
+    /// Loads a dialing link's CA and optional client certificate as the gateway will.
+    fn tls_client(
+        &mut self,
+        key: &str,
+        ca: Option<&PathBuf>,
+        cert: Option<&PathBuf>,
+        private: Option<&PathBuf>,
+    ) {
+        let Some(ca) = ca else { return };
+        let files = [Some(ca), cert, private];
+        if files.iter().flatten().any(|f| !f.is_file()) {
+            return;
+        }
+        let cert = cert.map(|p| p.as_path());
+        match crate::tls::client_config_from_files(ca, cert, private.map(|p| p.as_path())) {
+            Ok(_) => {
+                if let Some(c) = cert {
+                    self.expiry(key, c);
+                }
+            }
+            Err(e) => self.push(key, e.to_string()),
+        }
+    }
+
+    /// An expired certificate is a problem: every peer will refuse it.
+    fn expiry(&mut self, key: &str, cert: &Path) {
+        if let Ok(info) = crate::tls::cert_info(cert) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if info.not_after <= now {
+                self.push(
+                    key,
+                    format!("{}: the certificate has expired", cert.display()),
+                );
+            }
+        }
+    }
+
     fn positive(&mut self, key: &str, n: usize) {
         if n == 0 {
             self.push(key, "must be greater than 0");
@@ -1116,6 +1197,59 @@ login_ids = ["GHOST"]
         assert!(IpRange::admits(&[], ip("192.0.2.1")));
         assert!(!IpRange::admits(&[host, v6], ip("192.0.2.1")));
         assert!(IpRange::admits(&[host, v6], ip("fd00::5")));
+    }
+
+    /// TLS files are loaded as the gateway will load them, so check-config (and `run`, which
+    /// validates first) names a bad file, a key of another certificate or an expired certificate
+    /// with its key.
+    #[test]
+    fn tls_files_are_loaded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        crate::tls::DevCerts::generate(&[], "c")
+            .unwrap()
+            .write(d)
+            .unwrap();
+        std::fs::write(d.join("garbage.pem"), "not PEM").unwrap();
+        // An expired self-signed certificate with its key.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(30);
+        params.not_after = now - time::Duration::days(1);
+        let old = params.self_signed(&key).unwrap();
+        std::fs::write(d.join("old.pem"), old.pem()).unwrap();
+        std::fs::write(d.join("old.key.pem"), key.serialize_pem()).unwrap();
+        let problems = |cert: &str, key: &str, ca: &str| -> Vec<String> {
+            let text = format!(
+                "[api]\nlisten = \"127.0.0.1:0\"\ncert = \"{cert}\"\nkey = \"{key}\"\n[[pbx]]\nname = \"p\"\nprotocol = \"csta-xml\"\nmode = \"dial\"\naddress = \"pbx:1\"\ntls_ca = \"{ca}\"\n"
+            );
+            let mut cfg = Config::parse(&text).unwrap();
+            cfg.resolve_paths(d);
+            cfg.validate().into_iter().map(|p| p.to_string()).collect()
+        };
+        assert_eq!(
+            problems("server.pem", "server.key.pem", "ca.pem"),
+            Vec::<String>::new()
+        );
+        let p = problems("server.pem", "client.key.pem", "ca.pem");
+        assert!(
+            p.len() == 1 && p[0].starts_with("api.cert") && p[0].contains("does not belong"),
+            "{p:?}"
+        );
+        let p = problems("garbage.pem", "server.key.pem", "garbage.pem");
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("api.cert") && p.contains("garbage.pem"))
+                && p.iter()
+                    .any(|p| p.starts_with("pbx[0].tls_ca") && p.contains("garbage.pem")),
+            "{p:?}"
+        );
+        let p = problems("old.pem", "old.key.pem", "ca.pem");
+        assert!(
+            p.len() == 1 && p[0].starts_with("api.cert") && p[0].contains("expired"),
+            "{p:?}"
+        );
     }
 
     #[test]

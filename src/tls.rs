@@ -80,6 +80,16 @@ fn roots(certs: Vec<CertificateDer<'static>>) -> Result<Arc<RootCertStore>, TlsE
     Ok(Arc::new(store))
 }
 
+/// A certificate and key rustls refused, said in words an operator acts on.
+fn key_err(e: rustls::Error) -> TlsError {
+    match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::Config("the private key does not belong to the certificate".into())
+        }
+        e => TlsError::Config(e.to_string()),
+    }
+}
+
 /// A server config from DER material; with `client_ca`, client certificates are required.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
@@ -96,9 +106,7 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut cfg = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut cfg = builder.with_single_cert(chain, key).map_err(key_err)?;
     // Our cipher-suite preference (rustls's, strongest first) wins over the client's.
     cfg.ignore_client_order = true;
     Ok(Arc::new(cfg))
@@ -121,9 +129,7 @@ pub fn client_config(
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder().with_root_certificates(roots(ca)?);
     let cfg = match client {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| TlsError::Config(e.to_string()))?,
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(key_err)?,
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(cfg))

@@ -193,10 +193,18 @@ mod tests {
         let mut e = ev(EventKind::Originated, "c9", Some(ConnState::Connected));
         t.apply(&mut e);
         // Still in the call after the failure: the call stays, with the state reported.
-        let mut e = ev(EventKind::ServiceCompletionFailure, "c9", Some(ConnState::Hold));
+        let mut e = ev(
+            EventKind::ServiceCompletionFailure,
+            "c9",
+            Some(ConnState::Hold),
+        );
         t.apply(&mut e);
         assert_eq!(t.snapshot()[0].state, Some(ConnState::Hold));
-        let mut e = ev(EventKind::ServiceCompletionFailure, "c9", Some(ConnState::Null));
+        let mut e = ev(
+            EventKind::ServiceCompletionFailure,
+            "c9",
+            Some(ConnState::Null),
+        );
         t.apply(&mut e);
         assert!(t.is_empty());
     }
