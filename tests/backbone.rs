@@ -658,6 +658,21 @@ async fn malformed_frames_are_counted_and_the_link_carries_on(dialect: Dialect) 
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["links"][0]["up"], true);
     assert_eq!(v["logins"]["green"], 1);
+    // The simulator's certificate (397 days) as the link saw it at connect; metric and status
+    // agree.
+    let expires = v["links"][0]["peer_certificate_expires"].as_i64().unwrap();
+    let left = expires - (ctigate::model::now_ms() / 1000) as i64;
+    assert!((396 * 86_400..=398 * 86_400).contains(&left), "{left}");
+    assert_eq!(
+        metric(
+            &m,
+            "ctigate_link_peer_certificate_expiry_timestamp_seconds",
+            &[("link", env.pbx.as_str())]
+        ),
+        expires as f64
+    );
+    let (_, page) = env.http_get("/").await;
+    assert!(page.contains("PBX certificate expires"), "{page}");
 }
 
 async fn make_call_and_call_control_round_trip(dialect: Dialect) {

@@ -18,7 +18,7 @@ use counters::LinkCounters;
 use csta_xml::{Output, Session, SessionConfig};
 use rand::Rng;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,6 +44,9 @@ pub struct LinkState {
     pub connects: AtomicU64,
     /// Last error or disconnect reason.
     pub last_error: Mutex<Option<String>>,
+    /// When the certificate the PBX presented at its last connect expires, seconds since the
+    /// Unix epoch; 0 when it presented none.
+    pub peer_cert_expiry: AtomicI64,
 }
 
 impl LinkState {
@@ -57,6 +60,7 @@ impl LinkState {
             monitored: AtomicUsize::new(0),
             connects: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            peer_cert_expiry: AtomicI64::new(0),
         }
     }
 
@@ -240,6 +244,9 @@ async fn run(
         metrics::counter!("ctigate_link_connects_total", &labels).increment(1);
         let peer = conn.peer.clone();
         info!(link = %name, %peer, "PBX connected");
+        state
+            .peer_cert_expiry
+            .store(conn.peer_cert_expiry.unwrap_or(0), Ordering::Relaxed);
         if let Some(t) = conn.peer_cert_expiry {
             metrics::gauge!(
                 "ctigate_link_peer_certificate_expiry_timestamp_seconds",

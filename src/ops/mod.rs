@@ -72,6 +72,9 @@ struct LinkView {
     monitored: usize,
     connects: u64,
     last_error: Option<String>,
+    /// When the PBX's certificate expires (seconds since the Unix epoch), if it presented one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_certificate_expires: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -102,6 +105,8 @@ fn view(s: &OpsState) -> StatusView {
             monitored: l.monitored.load(Ordering::Relaxed),
             connects: l.connects.load(Ordering::Relaxed),
             last_error: l.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+            peer_certificate_expires: Some(l.peer_cert_expiry.load(Ordering::Relaxed))
+                .filter(|t| *t != 0),
         })
         .collect();
     let mut logins = LoginCounts::default();
@@ -144,9 +149,21 @@ async fn status_html(State(s): State<OpsState>) -> Html<String> {
             .replace('>', "&gt;")
     };
     let mut rows = String::new();
+    let now = crate::model::now_ms() as i64 / 1000;
     for l in &v.links {
+        // The PBX's certificate: its expiry date, red within 14 days.
+        let cert = match l.peer_certificate_expires {
+            Some(t) => format!(
+                "<td class={}>{}</td>",
+                if t - now < 14 * 86_400 { "down" } else { "up" },
+                time::OffsetDateTime::from_unix_timestamp(t)
+                    .map(|d| d.date().to_string())
+                    .unwrap_or_default()
+            ),
+            None => "<td></td>".into(),
+        };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class={}>{}</td><td>{}/{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class={}>{}</td><td>{}/{}</td><td>{}</td>{cert}<td>{}</td></tr>",
             esc(&l.name),
             l.protocol,
             if l.up { "up" } else { "down" },
@@ -161,7 +178,7 @@ async fn status_html(State(s): State<OpsState>) -> Html<String> {
         "<!doctype html><html><head><meta charset=utf-8><title>ctigate</title>\
 <style>body{{font:14px sans-serif;margin:2em}}td,th{{padding:4px 10px;text-align:left}}.up{{color:#080}}.down{{color:#b00}}</style></head>\
 <body><h1>ctigate</h1><p>{} · up {} s · API {}</p>\
-<h2>PBX links</h2><table><tr><th>link</th><th>protocol</th><th>state</th><th>monitored</th><th>connects</th><th>last error</th></tr>{}</table>\
+<h2>PBX links</h2><table><tr><th>link</th><th>protocol</th><th>state</th><th>monitored</th><th>connects</th><th>PBX certificate expires</th><th>last error</th></tr>{}</table>\
 <h2>Login IDs</h2><p>green {} · yellow {} · red {}</p>\
 <p><a href=/metrics>metrics</a> · <a href=/status>status JSON</a> · <a href=/readyz>readyz</a></p></body></html>",
         v.server,
