@@ -55,6 +55,74 @@ fn the_example_config_is_valid() {
     );
 }
 
+/// `packaging/ctigate.service`: `systemd-analyze verify` accepts it (with the binary built here
+/// in place of `/usr/local/bin/ctigate`), and its `ExecStart` command line, on a test
+/// configuration, starts the gateway.
+#[test]
+fn the_systemd_unit_verifies_and_its_command_line_starts_the_gateway() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/ctigate.service"
+    ))
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let args: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(args[0], "/usr/local/bin/ctigate", "{exec}");
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(&["gen-certs", dir.path().join("certs").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let cfg = dir.path().join("ctigate.toml");
+    std::fs::write(
+        &cfg,
+        "[api]\nlisten = \"127.0.0.1:0\"\ncert = \"certs/server.pem\"\nkey = \"certs/server.key.pem\"\n[ops]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let args: Vec<&str> = args[1..]
+        .iter()
+        .map(|a| {
+            if *a == "/etc/ctigate/ctigate.toml" {
+                cfg
+            } else {
+                a
+            }
+        })
+        .collect();
+    let (_gw, rx) = spawn(&args);
+    // JSON logs, as journald gets them.
+    let line = wait_line(&rx, Duration::from_secs(20), |l| {
+        l.contains("gateway started")
+    });
+    assert!(line.starts_with('{'), "{line}");
+
+    match Command::new("systemd-analyze").arg("--version").output() {
+        Err(_) if std::env::var_os("CI").is_none() => {
+            eprintln!("systemd-analyze not installed; the unit file was not verified");
+        }
+        _ => {
+            let path = dir.path().join("ctigate.service");
+            std::fs::write(
+                &path,
+                unit.replace("/usr/local/bin/ctigate", env!("CARGO_BIN_EXE_ctigate")),
+            )
+            .unwrap();
+            let o = Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&path)
+                .output()
+                .expect("systemd-analyze (Debian package systemd) is required under CI");
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
 #[test]
 fn check_config_names_every_bad_key() {
     let dir = tempfile::tempdir().unwrap();
