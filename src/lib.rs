@@ -14,5 +14,6 @@ pub mod hub;
 pub mod link;
 pub mod model;
 pub mod ops;
+pub mod probe;
 pub mod sim;
 pub mod tls;

@@ -42,6 +42,19 @@ enum Cmd {
         /// Configuration file.
         file: PathBuf,
     },
+    /// Connect one PBX link as the gateway would (TLS, session, MonitorStart for its devices),
+    /// print each step, then stop it in order. Exits non-zero unless every device got monitored.
+    Probe {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The `[[pbx]]` to probe (needed when there are several).
+        #[arg(long)]
+        pbx: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
     /// Generate a development CA, a server and a client certificate.
     GenCerts {
         /// Output directory.
@@ -307,6 +320,22 @@ async fn main() -> Result<()> {
                 "stopping: monitors and sessions end, connectors are told"
             );
             gw.stop().await;
+        }
+        Cmd::Probe {
+            config,
+            pbx,
+            timeout,
+        } => {
+            init_logs(cli.log_format, "warn");
+            let cfg = load(&config)?;
+            let report =
+                ctigate::probe::probe(&cfg, pbx.as_deref(), Duration::from_secs(timeout)).await?;
+            for l in report.lines(&cfg) {
+                println!("{l}");
+            }
+            if !report.ok {
+                std::process::exit(1);
+            }
         }
         Cmd::CheckConfig { file } => match Config::load(&file) {
             Ok(cfg) => println!(

@@ -123,6 +123,43 @@ fn the_systemd_unit_verifies_and_its_command_line_starts_the_gateway() {
     }
 }
 
+/// `probe` against a port nobody listens on: the connect error, and a non-zero exit.
+#[test]
+fn probe_says_why_a_link_does_not_come_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ok, _, err) = run(&["gen-certs", dir.path().join("certs").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let cfg = dir.path().join("ctigate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\ncert = \"certs/server.pem\"\nkey = \"certs/server.key.pem\"\n[[pbx]]\nname = \"gone\"\nprotocol = \"csta-xml\"\nmode = \"dial\"\naddress = \"127.0.0.1:{port}\"\ntls = false\ndevices = [\"100\"]\n"
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let (ok, out, err) = run(&["probe", "--config", cfg.to_str().unwrap(), "--timeout", "1"]);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        out.contains("problem: connect 127.0.0.1:") && out.contains("refused"),
+        "{out}{err}"
+    );
+    assert!(out.contains("FAILED: no CSTA session"), "{out}");
+    // It gives up at the timeout rather than retrying forever.
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // Two links and none named: the probe asks which.
+    let two = std::fs::read_to_string(&cfg).unwrap();
+    let second = two[two.find("[[pbx]]").unwrap()..].replace("\"gone\"", "\"other\"");
+    std::fs::write(&cfg, format!("{two}{second}")).unwrap();
+    let (ok, _, err) = run(&["probe", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok && err.contains("--pbx"), "{err}");
+}
+
 #[test]
 fn check_config_names_every_bad_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,6 +311,42 @@ login_ids = ["*"]
     std::fs::write(&cfg, config).unwrap();
     let (ok, out, err) = run(&["check-config", cfg.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
+    // `probe` opens the link as the gateway will, and says how far it got.
+    let (ok, out, err) = run(&["probe", "--config", cfg.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    for want in [
+        "probe \"sim\": csta-xml, dialing localhost:",
+        "connected; the PBX's certificate expires 20",
+        "CSTA session open",
+        "monitoring 2/2 devices",
+        "login ALICE0000000000000001 (device 4001): monitored",
+        "\nOK\n",
+    ] {
+        assert!(out.contains(want), "{want:?} not in\n{out}");
+    }
+    // A device the PBX does not know: named with the PBX's reason, and a non-zero exit.
+    let unknown = dir.path().join("unknown-device.toml");
+    std::fs::write(
+        &unknown,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            "reconnect_min_ms = 100",
+            "reconnect_min_ms = 100\ndevices = [\"9999\"]",
+        ),
+    )
+    .unwrap();
+    let (ok, out, _) = run(&[
+        "probe",
+        "--config",
+        unknown.to_str().unwrap(),
+        "--timeout",
+        "5",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("device 9999: monitor_failed: operation/invalidDeviceID")
+            && out.contains("FAILED: not every device is monitored"),
+        "{out}"
+    );
     let (mut gw, gw_rx) = spawn(&["run", "--config", cfg.to_str().unwrap()]);
     let started = wait_line(&gw_rx, Duration::from_secs(20), |l| {
         l.contains("gateway started")

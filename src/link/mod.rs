@@ -47,6 +47,9 @@ pub struct LinkState {
     /// When the certificate the PBX presented at its last connect expires, seconds since the
     /// Unix epoch; 0 when it presented none.
     pub peer_cert_expiry: AtomicI64,
+    /// Devices of the current connection the session could not monitor, with the reason
+    /// (`monitor_failed: operation/invalidDeviceID`), for `ctigate probe`.
+    pub unmonitored: Mutex<std::collections::BTreeMap<Text, String>>,
 }
 
 impl LinkState {
@@ -61,6 +64,7 @@ impl LinkState {
             connects: AtomicU64::new(0),
             last_error: Mutex::new(None),
             peer_cert_expiry: AtomicI64::new(0),
+            unmonitored: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -247,6 +251,11 @@ async fn run(
         state
             .peer_cert_expiry
             .store(conn.peer_cert_expiry.unwrap_or(0), Ordering::Relaxed);
+        state
+            .unmonitored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         if let Some(t) = conn.peer_cert_expiry {
             metrics::gauge!(
                 "ctigate_link_peer_certificate_expiry_timestamp_seconds",
@@ -794,6 +803,14 @@ fn apply(
                 hub.publish(&mut ev);
             }
             Output::Device(device, status) => {
+                let mut failed = state.unmonitored.lock().unwrap_or_else(|p| p.into_inner());
+                match &status {
+                    DeviceStatus::Monitored => failed.remove(&device),
+                    DeviceStatus::NotMonitored(reason) => {
+                        failed.insert(device.clone(), reason.clone())
+                    }
+                };
+                drop(failed);
                 hub.set_device_status(&state.name, &device, status);
             }
             Output::Snapshot { device, call_ids } => {
