@@ -197,6 +197,19 @@ impl Dialect {
     }
 }
 
+/// A certificate that has expired or expires soon ([`Config::certificate_expiries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertExpiry {
+    /// The key naming the file (`api.cert`, `pbx[0].tls_ca`).
+    pub key: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// Already expired.
+    pub expired: bool,
+}
+
 /// An address or a CIDR block (`10.0.0.5`, `10.1.0.0/16`, `fd00::/8`), for `accept_from`.
 /// IPv4 peers seen through a dual-stack listener (`::ffff:10.0.0.5`) match IPv4 ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -554,6 +567,45 @@ impl Config {
         }
     }
 
+    /// The certificates this configuration names (the first certificate of each certificate and
+    /// CA file) that have expired or expire within `soon`, soonest first. Not a validation
+    /// problem: a running gateway keeps serving with them (and logs them), but `check-config`
+    /// refuses an expired one and warns about the others.
+    pub fn certificate_expiries(&self, soon: std::time::Duration) -> Vec<CertExpiry> {
+        let mut files: Vec<(String, &PathBuf)> = vec![("api.cert".into(), &self.api.cert)];
+        if let Some(ca) = &self.api.client_ca {
+            files.push(("api.client_ca".into(), ca));
+        }
+        for (i, p) in self.pbx.iter().enumerate().filter(|(_, p)| p.tls) {
+            for (name, f) in [
+                ("tls_ca", &p.tls_ca),
+                ("tls_cert", &p.tls_cert),
+                ("tls_client_ca", &p.tls_client_ca),
+            ] {
+                if let Some(f) = f {
+                    files.push((format!("pbx[{i}].{name}"), f));
+                }
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut out: Vec<CertExpiry> = files
+            .into_iter()
+            .filter_map(|(key, path)| {
+                let info = crate::tls::cert_info(path).ok()?;
+                (info.not_after - now < soon.as_secs() as i64).then(|| CertExpiry {
+                    key,
+                    path: path.clone(),
+                    not_after: info.not_after,
+                    expired: info.not_after <= now,
+                })
+            })
+            .collect();
+        out.sort_by_key(|c| c.not_after);
+        out
+    }
+
     /// Parses TOML text (no validation).
     pub fn parse(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
@@ -594,7 +646,7 @@ impl Config {
         v.file("api.key", Some(&self.api.key));
         v.file("api.client_ca", self.api.client_ca.as_ref());
         v.tls_server(
-            "api.cert",
+            ["api.cert", "api.key", "api.client_ca"],
             Some(&self.api.cert),
             Some(&self.api.key),
             self.api.client_ca.as_ref(),
@@ -677,13 +729,13 @@ impl Config {
                 v.file(&k("tls_client_ca"), p.tls_client_ca.as_ref());
                 match p.mode {
                     LinkMode::Accept => v.tls_server(
-                        &k("tls_cert"),
+                        [&k("tls_cert"), &k("tls_key"), &k("tls_client_ca")],
                         p.tls_cert.as_ref(),
                         p.tls_key.as_ref(),
                         p.tls_client_ca.as_ref(),
                     ),
                     LinkMode::Dial => v.tls_client(
-                        &k("tls_ca"),
+                        [&k("tls_ca"), &k("tls_cert"), &k("tls_key")],
                         p.tls_ca.as_ref(),
                         p.tls_cert.as_ref(),
                         p.tls_key.as_ref(),
@@ -949,64 +1001,66 @@ impl Validator {
         }
     }
 
-    /// Loads a server certificate, key and optional client CA as the gateway will (so a
-    /// mismatched key, a file that is not PEM or an expired certificate is reported here, not at
-    /// start or at a reload). Missing files are reported by [`Validator::file`] and skipped here.
+    /// Loads a server certificate, key and optional client CA as the gateway will, so that a
+    /// file that is not PEM or a key of another certificate is reported here (under the key that
+    /// names the file at fault), not at start or at a reload. Missing files are reported by
+    /// [`Validator::file`] and skipped here.
     fn tls_server(
         &mut self,
-        key: &str,
+        keys: [&str; 3],
         cert: Option<&PathBuf>,
         private: Option<&PathBuf>,
         client_ca: Option<&PathBuf>,
     ) {
+        let [cert_key, key_key, ca_key] = keys;
         let (Some(cert), Some(private)) = (cert, private) else {
             return;
         };
-        if !(cert.is_file() && private.is_file() && client_ca.is_none_or(|c| c.is_file())) {
+        if let Some(ca) = client_ca.filter(|c| c.is_file())
+            && let Err(e) = crate::tls::client_verifier_from_file(ca)
+        {
+            self.push(ca_key, e.to_string());
             return;
         }
-        match crate::tls::server_config_from_files(cert, private, client_ca.map(|p| p.as_path())) {
-            Ok(_) => self.expiry(key, cert),
-            Err(e) => self.push(key, e.to_string()),
+        if cert.is_file() && private.is_file() && client_ca.is_none_or(|c| c.is_file()) {
+            self.cert_and_key(cert_key, key_key, cert, private);
         }
     }
 
     /// Loads a dialing link's CA and optional client certificate as the gateway will.
     fn tls_client(
         &mut self,
-        key: &str,
+        keys: [&str; 3],
         ca: Option<&PathBuf>,
         cert: Option<&PathBuf>,
         private: Option<&PathBuf>,
     ) {
-        let Some(ca) = ca else { return };
-        let files = [Some(ca), cert, private];
-        if files.iter().flatten().any(|f| !f.is_file()) {
-            return;
+        let [ca_key, cert_key, key_key] = keys;
+        if let Some(ca) = ca.filter(|c| c.is_file())
+            && let Err(e) = crate::tls::client_config_from_files(ca, None, None)
+        {
+            self.push(ca_key, e.to_string());
         }
-        let cert = cert.map(|p| p.as_path());
-        match crate::tls::client_config_from_files(ca, cert, private.map(|p| p.as_path())) {
-            Ok(_) => {
-                if let Some(c) = cert {
-                    self.expiry(key, c);
-                }
-            }
-            Err(e) => self.push(key, e.to_string()),
+        if let (Some(cert), Some(private)) = (cert, private)
+            && cert.is_file()
+            && private.is_file()
+        {
+            self.cert_and_key(cert_key, key_key, cert, private);
         }
     }
 
-    /// An expired certificate is a problem: every peer will refuse it.
-    fn expiry(&mut self, key: &str, cert: &Path) {
-        if let Ok(info) = crate::tls::cert_info(cert) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            if info.not_after <= now {
-                self.push(
-                    key,
-                    format!("{}: the certificate has expired", cert.display()),
-                );
-            }
+    /// A certificate chain and its key: each file readable, and the key the certificate's.
+    fn cert_and_key(&mut self, cert_key: &str, key_key: &str, cert: &Path, private: &Path) {
+        let chain = match crate::tls::load_certs(cert) {
+            Ok(c) => c,
+            Err(e) => return self.push(cert_key, e.to_string()),
+        };
+        let key = match crate::tls::load_key(private) {
+            Ok(k) => k,
+            Err(e) => return self.push(key_key, e.to_string()),
+        };
+        if let Err(e) = crate::tls::check_key_pair(chain, key) {
+            self.push(key_key, format!("{}: {e}", private.display()));
         }
     }
 
@@ -1234,7 +1288,7 @@ login_ids = ["GHOST"]
         );
         let p = problems("server.pem", "client.key.pem", "ca.pem");
         assert!(
-            p.len() == 1 && p[0].starts_with("api.cert") && p[0].contains("does not belong"),
+            p.len() == 1 && p[0].starts_with("api.key") && p[0].contains("does not belong"),
             "{p:?}"
         );
         let p = problems("garbage.pem", "server.key.pem", "garbage.pem");
@@ -1245,10 +1299,26 @@ login_ids = ["GHOST"]
                     .any(|p| p.starts_with("pbx[0].tls_ca") && p.contains("garbage.pem")),
             "{p:?}"
         );
-        let p = problems("old.pem", "old.key.pem", "ca.pem");
-        assert!(
-            p.len() == 1 && p[0].starts_with("api.cert") && p[0].contains("expired"),
-            "{p:?}"
+        // Expiry is not a validation problem (a running gateway keeps serving); it is reported
+        // apart, soonest first, for check-config.
+        assert_eq!(
+            problems("old.pem", "old.key.pem", "ca.pem"),
+            Vec::<String>::new()
+        );
+        let text = "[api]\nlisten = \"127.0.0.1:0\"\ncert = \"old.pem\"\nkey = \"old.key.pem\"\n[[pbx]]\nname = \"p\"\nprotocol = \"csta-xml\"\nmode = \"dial\"\naddress = \"pbx:1\"\ntls_ca = \"ca.pem\"\n";
+        let mut cfg = Config::parse(text).unwrap();
+        cfg.resolve_paths(d);
+        let day = std::time::Duration::from_secs(86_400);
+        let e = cfg.certificate_expiries(14 * day);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].key == "api.cert" && e[0].expired, "{e:?}");
+        // The CA (five years) is reported only when the horizon reaches it.
+        let e = cfg.certificate_expiries(6 * 365 * day);
+        assert_eq!(
+            e.iter()
+                .map(|e| (e.key.as_str(), e.expired))
+                .collect::<Vec<_>>(),
+            [("api.cert", true), ("pbx[0].tls_ca", false)]
         );
     }
 

@@ -338,13 +338,43 @@ async fn main() -> Result<()> {
             }
         }
         Cmd::CheckConfig { file } => match Config::load(&file) {
-            Ok(cfg) => println!(
-                "{}: OK ({} PBX link(s), {} Login ID(s), {} connector credential(s))",
-                file.display(),
-                cfg.pbx.len(),
-                cfg.login.len(),
-                cfg.connector.len()
-            ),
+            Ok(cfg) => {
+                // A running gateway keeps serving with an expired certificate (and logs it), but
+                // deploying one is a mistake worth stopping; one expiring soon is worth a line.
+                let expiries = cfg.certificate_expiries(Duration::from_secs(30 * 86_400));
+                let now = ctigate::model::now_ms() as i64 / 1000;
+                let mut expired = false;
+                for e in &expiries {
+                    let date = time::OffsetDateTime::from_unix_timestamp(e.not_after)
+                        .map(|t| t.date().to_string())
+                        .unwrap_or_default();
+                    if e.expired {
+                        expired = true;
+                        eprintln!(
+                            "{}: {}: the certificate expired on {date}",
+                            e.key,
+                            e.path.display()
+                        );
+                    } else {
+                        println!(
+                            "warning: {}: {}: the certificate expires on {date} (in {} days)",
+                            e.key,
+                            e.path.display(),
+                            (e.not_after - now) / 86_400
+                        );
+                    }
+                }
+                if expired {
+                    std::process::exit(1);
+                }
+                println!(
+                    "{}: OK ({} PBX link(s), {} Login ID(s), {} connector credential(s))",
+                    file.display(),
+                    cfg.pbx.len(),
+                    cfg.login.len(),
+                    cfg.connector.len()
+                );
+            }
             Err(e) => {
                 eprintln!("{e}");
                 std::process::exit(1);

@@ -152,15 +152,18 @@ pub async fn probe(
     })
 }
 
-/// Polls the link's state until every device is monitored or `limit` passes, noting each change.
+/// Polls the link's state until every device is monitored or refused, or `limit` passes, noting
+/// each change. Counters (connections, sessions opened) make sure a connection or a session that
+/// came and went between two looks is still reported.
 async fn watch(state: &Arc<LinkState>, limit: Duration) -> Vec<Step> {
     let start = Instant::now();
     let mut steps = Vec::new();
-    let (mut connects, mut up, mut monitored) = (0, false, 0);
+    let (mut connects, mut sessions, mut monitored) = (0, 0, 0);
     let mut last_error: Option<String> = None;
     loop {
         let after = start.elapsed();
-        let c = state.connects.load(Ordering::Relaxed);
+        // Acquire: the link stores the connection's certificate expiry before counting it.
+        let c = state.connects.load(Ordering::Acquire);
         if c != connects {
             connects = c;
             let t = state.peer_cert_expiry.load(Ordering::Relaxed);
@@ -168,6 +171,11 @@ async fn watch(state: &Arc<LinkState>, limit: Duration) -> Vec<Step> {
                 after,
                 peer_cert_expiry: (t != 0).then_some(t),
             });
+        }
+        let n = state.sessions.load(Ordering::Relaxed);
+        if n != sessions {
+            sessions = n;
+            steps.push(Step::SessionUp { after });
         }
         let error = state
             .last_error
@@ -181,11 +189,7 @@ async fn watch(state: &Arc<LinkState>, limit: Duration) -> Vec<Step> {
             });
         }
         last_error = error;
-        let u = state.up.load(Ordering::Relaxed);
-        if u && !up {
-            steps.push(Step::SessionUp { after });
-        }
-        up = u;
+        let up = state.up.load(Ordering::Relaxed);
         let m = state.monitored.load(Ordering::Relaxed);
         if up && m != monitored {
             monitored = m;
@@ -194,10 +198,18 @@ async fn watch(state: &Arc<LinkState>, limit: Duration) -> Vec<Step> {
                 monitored: m,
             });
         }
-        if up && m == state.devices {
-            return steps;
-        }
-        if after >= limit {
+        // Done when every device is monitored or refused (a refused device is retried only a
+        // minute later).
+        let refused = state
+            .unmonitored
+            .lock()
+            .map(|u| {
+                u.values()
+                    .filter(|r| r.starts_with("monitor_failed"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if (up && m + refused >= state.devices) || after >= limit {
             return steps;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -112,6 +112,27 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
+/// Whether `key` is the private key of the first certificate of `chain`, and of a kind rustls
+/// can use.
+pub fn check_key_pair(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<(), TlsError> {
+    ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map(drop)
+        .map_err(key_err)
+}
+
+/// Whether the CA file `ca` makes a client-certificate verifier (PEM, usable CA certificates).
+pub fn client_verifier_from_file(ca: &Path) -> Result<(), TlsError> {
+    WebPkiClientVerifier::builder(roots(load_certs(ca)?)?)
+        .build()
+        .map(drop)
+        .map_err(|e| TlsError::Config(format!("{}: {e}", ca.display())))
+}
+
 /// A server config from PEM files.
 pub fn server_config_from_files(
     cert: &Path,

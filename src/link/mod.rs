@@ -42,6 +42,8 @@ pub struct LinkState {
     pub monitored: AtomicUsize,
     /// Connections made since start.
     pub connects: AtomicU64,
+    /// CSTA sessions opened since start (a session may open and drop between two looks at `up`).
+    pub sessions: AtomicU64,
     /// Last error or disconnect reason.
     pub last_error: Mutex<Option<String>>,
     /// When the certificate the PBX presented at its last connect expires, seconds since the
@@ -62,6 +64,7 @@ impl LinkState {
             devices,
             monitored: AtomicUsize::new(0),
             connects: AtomicU64::new(0),
+            sessions: AtomicU64::new(0),
             last_error: Mutex::new(None),
             peer_cert_expiry: AtomicI64::new(0),
             unmonitored: Mutex::new(std::collections::BTreeMap::new()),
@@ -244,10 +247,8 @@ async fn run(
                 continue;
             }
         };
-        state.connects.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("ctigate_link_connects_total", &labels).increment(1);
-        let peer = conn.peer.clone();
-        info!(link = %name, %peer, "PBX connected");
+        // The connection's facts first, then the count that announces it (`probe` reads the
+        // count, then the facts).
         state
             .peer_cert_expiry
             .store(conn.peer_cert_expiry.unwrap_or(0), Ordering::Relaxed);
@@ -256,6 +257,10 @@ async fn run(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+        state.connects.fetch_add(1, Ordering::Release);
+        metrics::counter!("ctigate_link_connects_total", &labels).increment(1);
+        let peer = conn.peer.clone();
+        info!(link = %name, %peer, "PBX connected");
         if let Some(t) = conn.peer_cert_expiry {
             metrics::gauge!(
                 "ctigate_link_peer_certificate_expiry_timestamp_seconds",
@@ -818,6 +823,7 @@ fn apply(
             }
             Output::Ready => {
                 state.up.store(true, Ordering::Relaxed);
+                state.sessions.fetch_add(1, Ordering::Relaxed);
                 metrics::gauge!("ctigate_link_up", "link" => state.name.to_string(), "protocol" => state.protocol).set(1.0);
                 backoff.reset();
             }

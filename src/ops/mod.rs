@@ -72,8 +72,8 @@ struct LinkView {
     monitored: usize,
     connects: u64,
     last_error: Option<String>,
-    /// When the PBX's certificate expires (seconds since the Unix epoch), if it presented one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// When the PBX's certificate expires (seconds since the Unix epoch); `null` when it
+    /// presented none (plain TCP, or no connection yet).
     peer_certificate_expires: Option<i64>,
 }
 
