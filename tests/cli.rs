@@ -434,17 +434,21 @@ login_ids = ["*"]
     wait_line(&con_rx, Duration::from_secs(20), |l| {
         l.starts_with("BOB00000000000000002") && l.contains(" #")
     });
+    // A console connector with a wrong token, trusting `ca`: it exits, saying why.
+    let connect = |ca: &str| {
+        run(&[
+            "connect",
+            &url,
+            "--token",
+            "wrong",
+            "--login",
+            "ALICE0000000000000001",
+            "--ca",
+            ca,
+        ])
+    };
     // A wrong token is refused with a clear message and a non-zero exit.
-    let (ok, _, err) = run(&[
-        "connect",
-        &url,
-        "--token",
-        "wrong",
-        "--login",
-        "ALICE0000000000000001",
-        "--ca",
-        &c("ca.pem"),
-    ]);
+    let (ok, _, err) = connect(&c("ca.pem"));
     assert!(!ok);
     assert!(err.contains("unauthorized"), "{err}");
 
@@ -490,18 +494,6 @@ login_ids = ["*"]
             l.contains("SIGHUP") && l.contains("reloaded=2") && l.contains("failed=0")
         });
         let renewed_ca = renewed.join("ca.pem");
-        let connect = |ca: &str| {
-            run(&[
-                "connect",
-                &url,
-                "--token",
-                "wrong",
-                "--login",
-                "ALICE0000000000000001",
-                "--ca",
-                ca,
-            ])
-        };
         // Trusting only the old CA, a new connection fails the handshake; trusting the new one,
         // it gets as far as the token check.
         let (ok, _, err) = connect(&c("ca.pem"));

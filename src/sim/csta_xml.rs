@@ -1511,12 +1511,17 @@ async fn hotline(sh: Arc<Shared>, device: String) {
         ),
     );
     tokio::time::sleep(t.talk / 2).await;
-    if remove_call(&sh, &device, &call) {
+    hang_up(&sh, &device, &call, &device);
+}
+
+/// The call ends at `device` (`releasing` hung up), unless the gateway cleared it already.
+fn hang_up(sh: &Shared, device: &str, call: &str, releasing: &str) {
+    if remove_call(sh, device, call) {
         emit(
-            &sh,
-            &device,
+            sh,
+            device,
             "ConnectionClearedEvent",
-            &cleared(&call, &device),
+            &cleared(call, releasing),
         );
     }
 }
@@ -1689,14 +1694,7 @@ async fn inbound(
         return;
     }
     tokio::time::sleep(t.talk / 2).await;
-    if remove_call(&sh, &device, &call) {
-        emit(
-            &sh,
-            &device,
-            "ConnectionClearedEvent",
-            &cleared(&call, &caller),
-        );
-    }
+    hang_up(&sh, &device, &call, &caller);
 }
 
 /// The leg arriving at a transfer or deflection target.
@@ -1734,14 +1732,7 @@ async fn transferred_in(
         );
     }
     tokio::time::sleep(t.talk).await;
-    if remove_call(&sh, &device, &call) {
-        emit(
-            &sh,
-            &device,
-            "ConnectionClearedEvent",
-            &cleared(&call, &caller),
-        );
-    }
+    hang_up(&sh, &device, &call, &caller);
 }
 
 /// `device` starts a call to `to`: ServiceInitiated, then Originated. False if the call was
@@ -1827,14 +1818,7 @@ async fn outbound(
         );
         tokio::time::sleep(t.talk).await;
     }
-    if remove_call(&sh, &device, &call) {
-        emit(
-            &sh,
-            &device,
-            "ConnectionClearedEvent",
-            &cleared(&call, &device),
-        );
-    }
+    hang_up(&sh, &device, &call, &device);
 }
 
 #[cfg(test)]
