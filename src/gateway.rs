@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::hub::{Hub, KickReason};
 use crate::link::{self, LinkConfig, LinkState, TlsHandle, Transport, TransportError};
 use crate::ops::{self, OpsState};
-use crate::tls::{self, Reloadable, TlsError};
+use crate::tls::{self, TlsError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,7 +74,7 @@ pub struct Gateway {
 /// The TLS configs the gateway loaded from files, with the configuration naming them, which a
 /// reload re-reads. In-memory ones (demo, tests) are not here.
 struct TlsFiles {
-    api: Option<(Reloadable<rustls::ServerConfig>, crate::config::ApiConfig)>,
+    api: Option<(Arc<Api>, crate::config::ApiConfig)>,
     links: Vec<(crate::config::PbxConfig, TlsHandle)>,
 }
 
@@ -93,9 +93,22 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Publishes when the certificate in `path` expires (`gauge`), warns when that is soon, and
 /// returns a short description of it for the log (`expires 2027-01-05, sha256 3F2A…`).
 fn record_cert(what: &str, path: &std::path::Path, gauge: metrics::Gauge) -> String {
+    record_cert_at(what, path, gauge, None)
+}
+
+/// [`record_cert`], also storing the expiry in `at` (for `/status`).
+fn record_cert_at(
+    what: &str,
+    path: &std::path::Path,
+    gauge: metrics::Gauge,
+    at: Option<&std::sync::atomic::AtomicI64>,
+) -> String {
     match tls::cert_info(path) {
         Ok(c) => {
             gauge.set(c.not_after as f64);
+            if let Some(at) = at {
+                at.store(c.not_after, std::sync::atomic::Ordering::Relaxed);
+            }
             let now = crate::model::now_ms() as i64 / 1000;
             if c.not_after <= now {
                 error!(what, path = %path.display(), "TLS certificate has EXPIRED; peers will refuse it");
@@ -157,8 +170,6 @@ impl Gateway {
                     what: "[api] TLS".into(),
                     source,
                 })?;
-                let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
-                record_cert("[api]", &cfg.api.cert, g);
                 // Both series from the start, so that the first failure is an increase.
                 api_reloads("ok").absolute(0);
                 api_reloads("error").absolute(0);
@@ -206,7 +217,9 @@ impl Gateway {
             api_tls,
         );
         if api_from_files {
-            files.api = Some((api.tls().clone(), cfg.api.clone()));
+            let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
+            record_cert_at("[api]", &cfg.api.cert, g, Some(&api.cert_expiry));
+            files.api = Some((api.clone(), cfg.api.clone()));
         }
         tasks.spawn(api.clone().serve(api_listener, shutdown.clone()));
         let state = OpsState {
@@ -253,12 +266,12 @@ impl Gateway {
                     }
                 }
             };
-        if let Some((handle, api)) = &self.tls.api {
+        if let Some((server, api)) = &self.tls.api {
             let res = tls::server_config_from_files(&api.cert, &api.key, api.client_ca.as_deref())
                 .map(|c| {
-                    handle.replace(c);
+                    server.tls().replace(c);
                     let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
-                    record_cert("[api]", &api.cert, g)
+                    record_cert_at("[api]", &api.cert, g, Some(&server.cert_expiry))
                 })
                 .map_err(|e| e.to_string());
             outcome("[api]".into(), res, &api_reloads);

@@ -512,6 +512,12 @@ login_ids = ["*"]
         });
         let (ok, _, err) = connect(renewed_ca.to_str().unwrap());
         assert!(!ok && err.contains("unauthorized"), "{err}");
+        let status = http_get(&ops, "/status");
+        let body = &status[status.find("\r\n\r\n").unwrap() + 4..];
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let left =
+            v["api_certificate_expires"].as_i64().unwrap() - ctigate::model::now_ms() as i64 / 1000;
+        assert!((396 * 86_400..=398 * 86_400).contains(&left), "{v}");
         let metrics = http_get(&ops, "/metrics");
         for want in [
             "ctigate_api_tls_reloads_total{result=\"ok\"} 1",

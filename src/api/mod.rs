@@ -96,6 +96,9 @@ pub struct Api {
     conn_limit: Arc<Semaphore>,
     /// Set once the listener is bound.
     pub ready: AtomicBool,
+    /// When the listener's certificate expires, seconds since the Unix epoch; 0 when unknown
+    /// (in-memory certificates).
+    pub cert_expiry: std::sync::atomic::AtomicI64,
 }
 
 impl Api {
@@ -115,6 +118,7 @@ impl Api {
             settings,
             tls: Reloadable::new(tls),
             ready: AtomicBool::new(false),
+            cert_expiry: std::sync::atomic::AtomicI64::new(0),
         })
     }
 

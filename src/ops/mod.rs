@@ -82,6 +82,9 @@ struct StatusView {
     server: &'static str,
     uptime_s: u64,
     api_ready: bool,
+    /// When the connector listener's certificate expires (seconds since the Unix epoch); `null`
+    /// for in-memory certificates (demo).
+    api_certificate_expires: Option<i64>,
     links: Vec<LinkView>,
     logins: LoginCounts,
 }
@@ -121,6 +124,8 @@ fn view(s: &OpsState) -> StatusView {
         server: crate::api::SERVER,
         uptime_s: s.started.elapsed().as_secs(),
         api_ready: s.api.ready.load(Ordering::Acquire),
+        api_certificate_expires: Some(s.api.cert_expiry.load(Ordering::Relaxed))
+            .filter(|t| *t != 0),
         links,
         logins,
     }
@@ -150,18 +155,21 @@ async fn status_html(State(s): State<OpsState>) -> Html<String> {
     };
     let mut rows = String::new();
     let now = crate::model::now_ms() as i64 / 1000;
+    // A certificate's expiry date, red within 14 days.
+    let expiry = |t: i64| {
+        format!(
+            "<span class={}>{}</span>",
+            if t - now < 14 * 86_400 { "down" } else { "up" },
+            time::OffsetDateTime::from_unix_timestamp(t)
+                .map(|d| d.date().to_string())
+                .unwrap_or_default()
+        )
+    };
     for l in &v.links {
-        // The PBX's certificate: its expiry date, red within 14 days.
-        let cert = match l.peer_certificate_expires {
-            Some(t) => format!(
-                "<td class={}>{}</td>",
-                if t - now < 14 * 86_400 { "down" } else { "up" },
-                time::OffsetDateTime::from_unix_timestamp(t)
-                    .map(|d| d.date().to_string())
-                    .unwrap_or_default()
-            ),
-            None => "<td></td>".into(),
-        };
+        let cert = format!(
+            "<td>{}</td>",
+            l.peer_certificate_expires.map(expiry).unwrap_or_default()
+        );
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td class={}>{}</td><td>{}/{}</td><td>{}</td>{cert}<td>{}</td></tr>",
             esc(&l.name),
@@ -177,13 +185,16 @@ async fn status_html(State(s): State<OpsState>) -> Html<String> {
     Html(format!(
         "<!doctype html><html><head><meta charset=utf-8><title>ctigate</title>\
 <style>body{{font:14px sans-serif;margin:2em}}td,th{{padding:4px 10px;text-align:left}}.up{{color:#080}}.down{{color:#b00}}</style></head>\
-<body><h1>ctigate</h1><p>{} · up {} s · API {}</p>\
+<body><h1>ctigate</h1><p>{} · up {} s · API {}{}</p>\
 <h2>PBX links</h2><table><tr><th>link</th><th>protocol</th><th>state</th><th>monitored</th><th>connects</th><th>PBX certificate expires</th><th>last error</th></tr>{}</table>\
 <h2>Login IDs</h2><p>green {} · yellow {} · red {}</p>\
 <p><a href=/metrics>metrics</a> · <a href=/status>status JSON</a> · <a href=/readyz>readyz</a></p></body></html>",
         v.server,
         v.uptime_s,
         if v.api_ready { "ready" } else { "not ready" },
+        v.api_certificate_expires
+            .map(|t| format!(" · API certificate expires {}", expiry(t)))
+            .unwrap_or_default(),
         rows,
         v.logins.green,
         v.logins.yellow,
