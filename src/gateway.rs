@@ -90,14 +90,10 @@ pub struct TlsReload {
 /// A certificate expiring sooner than this is warned about at every load.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 
-/// Publishes when the certificate in `path` expires (`gauge`), warns when that is soon, and
-/// returns a short description of it for the log (`expires 2027-01-05, sha256 3F2A…`).
-fn record_cert(what: &str, path: &std::path::Path, gauge: metrics::Gauge) -> String {
-    record_cert_at(what, path, gauge, None)
-}
-
-/// [`record_cert`], also storing the expiry in `at` (for `/status`).
-fn record_cert_at(
+/// Publishes when the certificate in `path` expires (`gauge`, and `at` for `/status`), warns
+/// when that is soon, and returns a short description of it for the log (`expires 2027-01-05,
+/// sha256 3F2A…`).
+fn record_cert(
     what: &str,
     path: &std::path::Path,
     gauge: metrics::Gauge,
@@ -132,7 +128,7 @@ fn record_link_cert(p: &crate::config::PbxConfig) -> String {
     match p.tls_cert.as_deref().filter(|_| p.tls) {
         Some(cert) => {
             let g = metrics::gauge!("ctigate_link_tls_certificate_expiry_timestamp_seconds", "link" => p.name.clone(), "protocol" => "csta-xml");
-            record_cert(&format!("pbx {:?}", p.name), cert, g)
+            record_cert(&format!("pbx {:?}", p.name), cert, g, None)
         }
         None => String::new(),
     }
@@ -218,7 +214,7 @@ impl Gateway {
         );
         if api_from_files {
             let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
-            record_cert_at("[api]", &cfg.api.cert, g, Some(&api.cert_expiry));
+            record_cert("[api]", &cfg.api.cert, g, Some(&api.cert_expiry));
             files.api = Some((api.clone(), cfg.api.clone()));
         }
         tasks.spawn(api.clone().serve(api_listener, shutdown.clone()));
@@ -271,7 +267,7 @@ impl Gateway {
                 .map(|c| {
                     server.tls().replace(c);
                     let g = metrics::gauge!("ctigate_api_tls_certificate_expiry_timestamp_seconds");
-                    record_cert_at("[api]", &api.cert, g, Some(&server.cert_expiry))
+                    record_cert("[api]", &api.cert, g, Some(&server.cert_expiry))
                 })
                 .map_err(|e| e.to_string());
             outcome("[api]".into(), res, &api_reloads);
