@@ -645,11 +645,11 @@ impl Config {
         v.file("api.cert", Some(&self.api.cert));
         v.file("api.key", Some(&self.api.key));
         v.file("api.client_ca", self.api.client_ca.as_ref());
-        v.tls_server(
-            ["api.cert", "api.key", "api.client_ca"],
+        v.ca_file("api.client_ca", self.api.client_ca.as_ref(), true);
+        v.cert_and_key(
+            ["api.cert", "api.key"],
             Some(&self.api.cert),
             Some(&self.api.key),
-            self.api.client_ca.as_ref(),
         );
         v.positive("api.queue_messages", self.api.queue_messages);
         if self.api.queue_bytes < 4096 {
@@ -727,20 +727,15 @@ impl Config {
                 v.file(&k("tls_cert"), p.tls_cert.as_ref());
                 v.file(&k("tls_key"), p.tls_key.as_ref());
                 v.file(&k("tls_client_ca"), p.tls_client_ca.as_ref());
-                match p.mode {
-                    LinkMode::Accept => v.tls_server(
-                        [&k("tls_cert"), &k("tls_key"), &k("tls_client_ca")],
-                        p.tls_cert.as_ref(),
-                        p.tls_key.as_ref(),
-                        p.tls_client_ca.as_ref(),
-                    ),
-                    LinkMode::Dial => v.tls_client(
-                        [&k("tls_ca"), &k("tls_cert"), &k("tls_key")],
-                        p.tls_ca.as_ref(),
-                        p.tls_cert.as_ref(),
-                        p.tls_key.as_ref(),
-                    ),
-                }
+                // A dialing link trusts `tls_ca`; an accepting one verifies the PBX with
+                // `tls_client_ca`. Validation above refuses each in the other mode.
+                v.ca_file(&k("tls_ca"), p.tls_ca.as_ref(), false);
+                v.ca_file(&k("tls_client_ca"), p.tls_client_ca.as_ref(), true);
+                v.cert_and_key(
+                    [&k("tls_cert"), &k("tls_key")],
+                    p.tls_cert.as_ref(),
+                    p.tls_key.as_ref(),
+                );
             } else if p.tls_ca.is_some() || p.tls_cert.is_some() || p.tls_client_ca.is_some() {
                 v.push(
                     k("tls"),
@@ -1001,56 +996,35 @@ impl Validator {
         }
     }
 
-    /// Loads a server certificate, key and optional client CA as the gateway will, so that a
-    /// file that is not PEM or a key of another certificate is reported here (under the key that
-    /// names the file at fault), not at start or at a reload. Missing files are reported by
-    /// [`Validator::file`] and skipped here.
-    fn tls_server(
-        &mut self,
-        keys: [&str; 3],
-        cert: Option<&PathBuf>,
-        private: Option<&PathBuf>,
-        client_ca: Option<&PathBuf>,
-    ) {
-        let [cert_key, key_key, ca_key] = keys;
+    /// Loads a CA file as the gateway will: a root store for a dialing link, a client
+    /// certificate verifier for a listener (`verifier`). Together with [`Validator::cert_and_key`]
+    /// this reports a file that is not PEM or a key of another certificate under the key naming
+    /// the file at fault, here rather than at start or at a reload. A missing file is
+    /// [`Validator::file`]'s to report.
+    fn ca_file(&mut self, key: &str, ca: Option<&PathBuf>, verifier: bool) {
+        let Some(ca) = ca.filter(|c| c.is_file()) else {
+            return;
+        };
+        let loaded = if verifier {
+            crate::tls::client_verifier_from_file(ca)
+        } else {
+            crate::tls::client_config_from_files(ca, None, None).map(drop)
+        };
+        if let Err(e) = loaded {
+            self.push(key, e.to_string());
+        }
+    }
+
+    /// A certificate chain and its key (`keys`: the keys naming them): each file readable, and
+    /// the key the certificate's. Skipped unless both files exist.
+    fn cert_and_key(&mut self, keys: [&str; 2], cert: Option<&PathBuf>, private: Option<&PathBuf>) {
+        let [cert_key, key_key] = keys;
         let (Some(cert), Some(private)) = (cert, private) else {
             return;
         };
-        if let Some(ca) = client_ca.filter(|c| c.is_file())
-            && let Err(e) = crate::tls::client_verifier_from_file(ca)
-        {
-            self.push(ca_key, e.to_string());
+        if !(cert.is_file() && private.is_file()) {
             return;
         }
-        if cert.is_file() && private.is_file() && client_ca.is_none_or(|c| c.is_file()) {
-            self.cert_and_key(cert_key, key_key, cert, private);
-        }
-    }
-
-    /// Loads a dialing link's CA and optional client certificate as the gateway will.
-    fn tls_client(
-        &mut self,
-        keys: [&str; 3],
-        ca: Option<&PathBuf>,
-        cert: Option<&PathBuf>,
-        private: Option<&PathBuf>,
-    ) {
-        let [ca_key, cert_key, key_key] = keys;
-        if let Some(ca) = ca.filter(|c| c.is_file())
-            && let Err(e) = crate::tls::client_config_from_files(ca, None, None)
-        {
-            self.push(ca_key, e.to_string());
-        }
-        if let (Some(cert), Some(private)) = (cert, private)
-            && cert.is_file()
-            && private.is_file()
-        {
-            self.cert_and_key(cert_key, key_key, cert, private);
-        }
-    }
-
-    /// A certificate chain and its key: each file readable, and the key the certificate's.
-    fn cert_and_key(&mut self, cert_key: &str, key_key: &str, cert: &Path, private: &Path) {
         let chain = match crate::tls::load_certs(cert) {
             Ok(c) => c,
             Err(e) => return self.push(cert_key, e.to_string()),
