@@ -377,13 +377,14 @@ fn money(amount: i64, multiplier: &str) -> String {
     format!("{sign}{whole}.{frac:0width$}", width = places as usize)
 }
 
-/// Hex-encoded data (CSTA `userData`) as text when it is printable ASCII, else as sent.
+/// Hex-encoded data (CSTA `userData`) as text when it is printable ASCII, else as sent (with
+/// control characters escaped: it is the PBX's text).
 fn hex_text(hex: &str) -> String {
     match hex::decode(hex) {
         Ok(b) if !b.is_empty() && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') => {
             format!("{:?}", String::from_utf8_lossy(&b))
         }
-        _ => hex.to_string(),
+        _ => hex.escape_debug().to_string(),
     }
 }
 
@@ -436,5 +437,6 @@ mod tests {
         assert_eq!(money(7, "one"), "7");
         assert_eq!(hex_text("00FF"), "00FF");
         assert_eq!(hex_text("zz"), "zz");
+        assert_eq!(hex_text("\u{1b}[2J"), "\\u{1b}[2J");
     }
 }
